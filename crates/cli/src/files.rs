@@ -1,0 +1,87 @@
+//! Finding the configuration files named on the command line.
+
+use std::path::{Path, PathBuf};
+
+/// Extensions of files read from directories (a file named directly is read whatever its name).
+pub(crate) const CONFIG_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+/// A file to read, or a path that could not be read and why.
+#[derive(Debug)]
+pub(crate) enum Found {
+    File(PathBuf),
+    Unreadable(PathBuf, std::io::Error),
+}
+
+/// Expands `paths` into files: directories recursively (skipping hidden entries), each
+/// directory's files in name order, so the same tree always reads in the same order.
+pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Found> {
+    let mut found = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => walk(path, &mut found),
+            Ok(_) => found.push(Found::File(path.clone())),
+            Err(e) => found.push(Found::Unreadable(path.clone(), e)),
+        }
+    }
+    found
+}
+
+fn walk(dir: &Path, found: &mut Vec<Found>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return found.push(Found::Unreadable(dir.to_owned(), e)),
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, found);
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| CONFIG_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            found.push(Found::File(path));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_directories_in_order_and_skips_other_files() {
+        let dir = std::env::temp_dir().join(format!("trellis-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("b/.hidden")).unwrap();
+        for name in [
+            "b/2.yaml",
+            "b/1.json",
+            "a.yml",
+            "notes.txt",
+            "b/.hidden/x.yaml",
+        ] {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let found: Vec<String> = collect(std::slice::from_ref(&dir))
+            .into_iter()
+            .map(|f| match f {
+                Found::File(p) => p.strip_prefix(&dir).unwrap().display().to_string(),
+                Found::Unreadable(p, e) => panic!("{}: {e}", p.display()),
+            })
+            .collect();
+        assert_eq!(found, vec!["a.yml", "b/1.json", "b/2.yaml"]);
+        assert!(matches!(
+            collect(&[dir.join("missing")])[0],
+            Found::Unreadable(..)
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

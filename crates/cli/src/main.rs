@@ -1,0 +1,45 @@
+//! `trellis`: the command-line tool of the Trellis service mesh.
+//!
+//! Thin wiring: each subcommand parses its flags here and hands the work to the library crates.
+
+// Printing findings and errors for the operator is this binary's job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod analyze;
+mod files;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trellis",
+    version,
+    about = "The Trellis service mesh",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate configuration files and analyse them together, as `istioctl analyze` does.
+    Analyze(analyze::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Analyze(args) => analyze::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("trellis: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
