@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test Trellis has, from a fresh machine: formatting, lints, unit and end-to-end
+# tests, the analysis of Istio's samples, and a bounded fuzzing run. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reference=${TRELLIS_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference/istio}
+if [ ! -f "$reference/crd-all.gen.yaml" ]; then
+  echo "test.sh: Istio reference not found at $reference (set TRELLIS_REFERENCE_DIR)" >&2
+  exit 1
+fi
+export TRELLIS_REFERENCE_DIR=$reference
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "analyze Istio's samples (must report no error)"
+cargo run -q --locked -p trellis-cli -- analyze --output-threshold Error "$reference/samples"
+
+step "fuzz"
+scripts/fuzz.sh "${TRELLIS_FUZZ_SECONDS:-60}"
+
+echo
+echo "all tests passed"
