@@ -23,6 +23,9 @@ pub mod types;
 pub mod validate;
 pub mod yaml;
 
+#[cfg(test)]
+mod testing;
+
 pub use load::{FileLoad, LoadOptions, Loaded, Location, Origin, Rejected, Skipped, load_text};
 pub use meta::ObjectMeta;
 pub use path::FieldPath;

@@ -230,7 +230,7 @@ fn load_document(value: &Value, origin: Origin, options: &LoadOptions, out: &mut
             );
             return reject(out, origin, Some(kind), message);
         }
-        let name = name_of(map);
+        let name = name_of(map, None);
         out.skipped.push(Skipped {
             origin,
             api_version,
@@ -257,7 +257,10 @@ fn load_document(value: &Value, origin: Origin, options: &LoadOptions, out: &mut
     let mut resource = match resource {
         Some(resource) => resource,
         None => {
-            let name = name_of(map);
+            let default_namespace = info
+                .namespaced
+                .then_some(options.default_namespace.as_str());
+            let name = name_of(map, default_namespace);
             out.rejected.push(Rejected {
                 origin,
                 kind: Some(kind),
@@ -310,12 +313,21 @@ fn load_list(items: Option<&Value>, origin: Origin, options: &LoadOptions, out: 
     }
 }
 
-fn name_of(map: &serde_json::Map<String, Value>) -> Option<String> {
+/// `namespace/name` as far as a document that could not be read says, with `default_namespace`
+/// for namespaced kinds that name none.
+fn name_of(
+    map: &serde_json::Map<String, Value>,
+    default_namespace: Option<&str>,
+) -> Option<String> {
     let meta = map.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
-    Some(match meta.get("namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_owned(),
+    let written = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|ns| !ns.is_empty());
+    Some(match written.or(default_namespace) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
     })
 }
 

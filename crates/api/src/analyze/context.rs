@@ -1,6 +1,8 @@
 //! What analyzers see: the resources in force, each with where it was written, plus the two
 //! views most analyzers need: the workloads that run and the service hosts that exist.
 
+use std::collections::BTreeSet;
+
 use crate::kube::{DeploymentSpec, PodSpec, ServiceSpec};
 use crate::load::Origin;
 use crate::networking::{ServiceEntry, WorkloadEntry};
@@ -245,20 +247,9 @@ impl<'a> Context<'a> {
         for (entry, service_entry) in self.each::<ServiceEntry>() {
             let namespace = entry.namespace();
             let spec = &service_entry.spec;
-            let visible_to: Vec<String> = if spec.export_to.is_empty() {
-                vec!["*".to_owned()]
-            } else {
-                spec.export_to
-                    .iter()
-                    .map(|e| {
-                        if e == "." {
-                            namespace.to_owned()
-                        } else {
-                            e.clone()
-                        }
-                    })
-                    .collect()
-            };
+            let visible_to: Vec<String> = export_scopes(&spec.export_to, namespace)
+                .into_iter()
+                .collect();
             let ports: Vec<HostPort> = spec
                 .ports
                 .iter()
@@ -279,6 +270,24 @@ impl<'a> Context<'a> {
         }
         hosts
     }
+}
+
+/// The namespaces a resource in `namespace` is visible to, from its `exportTo` list: `*` (all
+/// of them) when the list is empty or names `*`; `.` stands for the resource's own namespace.
+pub fn export_scopes(export_to: &[String], namespace: &str) -> BTreeSet<String> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+        return BTreeSet::from(["*".to_owned()]);
+    }
+    export_to
+        .iter()
+        .map(|e| {
+            if e == "." {
+                namespace.to_owned()
+            } else {
+                e.clone()
+            }
+        })
+        .collect()
 }
 
 /// Completes a short host name (`reviews`) with the namespace and cluster domain; names with a

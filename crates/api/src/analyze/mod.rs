@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use context::{
-    CLUSTER_DOMAIN, Context, Entry, HostPort, ServiceHost, Workload, protocol_from_port_name,
-    to_fqdn,
+    CLUSTER_DOMAIN, Context, Entry, HostPort, ServiceHost, Workload, export_scopes,
+    protocol_from_port_name, to_fqdn,
 };
 pub use messages::Code;
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Analyzer, Context, Entry, Report, messages, to_fqdn};
+use super::{Analyzer, Context, Entry, Report, export_scopes, messages, to_fqdn};
 use crate::FieldPath;
 use crate::networking::{AUTOALLOCATE_LABEL, ServiceEntry, ServiceEntryResolution};
 use crate::resource::Object;
@@ -175,22 +175,6 @@ struct Conflict {
 }
 
 /// The namespaces (or `*`, every namespace) a ServiceEntry in `namespace` is exported to.
-fn export_scopes(export_to: &[String], namespace: &str) -> BTreeSet<String> {
-    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
-        return BTreeSet::from(["*".to_owned()]);
-    }
-    export_to
-        .iter()
-        .map(|e| {
-            if e == "." {
-                namespace.to_owned()
-            } else {
-                e.clone()
-            }
-        })
-        .collect()
-}
-
 fn protocol_name(protocol: Option<Protocol>) -> String {
     protocol.map_or_else(|| "unset".to_owned(), |p| p.as_str().to_uppercase())
 }

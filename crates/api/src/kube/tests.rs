@@ -5,10 +5,9 @@
 mod service;
 mod workloads;
 
-use std::path::{Path, PathBuf};
-
 use crate::load::FileLoad;
 use crate::resource::Resource;
+use crate::testing::sample_files;
 use crate::{LoadOptions, Severity, load_text};
 
 fn load(text: &str) -> FileLoad {
@@ -49,40 +48,9 @@ fn as_written(text: &str) -> serde_json::Value {
     crate::yaml::parse_stream(text).documents.remove(0).value
 }
 
-/// `shared/reference/istio/samples`, beside the checkout (or under `TRELLIS_REFERENCE_DIR`).
-fn samples_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("TRELLIS_REFERENCE_DIR") {
-        return PathBuf::from(dir).join("samples");
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/reference/istio/samples");
-        if candidate.is_dir() {
-            return candidate;
-        }
-        assert!(
-            dir.pop(),
-            "shared/reference/istio not found; set TRELLIS_REFERENCE_DIR to its path"
-        );
-    }
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn every_sample_service_deployment_and_pod_loads() {
-    let mut files = Vec::new();
-    yaml_files(&samples_dir(), &mut files);
-    files.sort();
+    let files = sample_files();
     let ours = ["Service", "Deployment", "Pod", "Namespace"];
     let (mut loaded, mut skipped, mut problems) =
         (0, std::collections::BTreeSet::new(), Vec::new());

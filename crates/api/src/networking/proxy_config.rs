@@ -74,24 +74,8 @@ impl Validate for ProxyConfig {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::issues;
     use crate::{LoadOptions, load_text};
-
-    fn issues(text: &str) -> Vec<String> {
-        let load = load_text("t.yaml", text, &LoadOptions::default());
-        let mut out: Vec<String> = load
-            .rejected
-            .iter()
-            .flat_map(|r| r.issues.iter())
-            .map(|i| i.to_string())
-            .collect();
-        out.extend(
-            load.loaded
-                .iter()
-                .flat_map(|l| l.warnings.iter())
-                .map(|i| format!("warning {i}")),
-        );
-        out
-    }
 
     const FULL: &str = "apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig

@@ -417,4 +417,4 @@ impl Spec for ServiceEntry {
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+mod tests;

@@ -17,45 +17,17 @@ fn issues(text: &str) -> Vec<String> {
     rejected.chain(warnings).map(|i| i.to_string()).collect()
 }
 
-/// The open-telemetry sample from the Istio reference beside the checkout, if it is there.
-fn reference_sample() -> Option<(std::path::PathBuf, String)> {
-    let relative = "samples/open-telemetry/tracing/telemetry.yaml";
-    if let Ok(dir) = std::env::var("TRELLIS_REFERENCE_DIR") {
-        let path = std::path::Path::new(&dir).join(relative);
-        return std::fs::read_to_string(&path).ok().map(|text| (path, text));
-    }
-    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let path = dir.join("shared/reference/istio").join(relative);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return Some((path, text));
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
-}
-
 #[test]
 fn the_open_telemetry_sample_loads() {
-    const SAMPLE: &str = "apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata:
-  name: otel-demo
-spec:
-  tracing:
-  - providers:
-    - name: otel-tracing
-    randomSamplingPercentage: 0
-";
-    let mut texts = vec![("inline".into(), SAMPLE.to_owned())];
-    texts.extend(reference_sample());
-    for (path, text) in texts {
-        let load = load_text("telemetry.yaml", &text, &LoadOptions::default());
-        assert!(load.is_clean(), "{}: {:?}", path.display(), load.rejected);
-        assert_eq!(load.loaded.len(), 1, "{}", path.display());
-        assert!(load.loaded[0].warnings.is_empty(), "{}", path.display());
-    }
+    let text = crate::testing::sample("open-telemetry/tracing/telemetry.yaml");
+    let load = load_text("telemetry.yaml", &text, &LoadOptions::default());
+    assert!(load.is_clean(), "{:?}", load.rejected);
+    assert_eq!(load.loaded.len(), 1);
+    assert!(
+        load.loaded[0].warnings.is_empty(),
+        "{:?}",
+        load.loaded[0].warnings
+    );
 }
 
 #[test]

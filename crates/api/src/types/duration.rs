@@ -168,8 +168,17 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"10s\", \"1.5s\" or \"100ms\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+                Duration::parse(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 
@@ -229,6 +238,17 @@ mod tests {
         ));
         let message = Duration::parse("5 seconds").unwrap_err().to_string();
         assert!(message.contains("5 seconds"), "{message}");
+    }
+
+    #[test]
+    fn says_what_it_expects() {
+        let err = serde_json::from_str::<Duration>("10")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected a duration string such as \"10s\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::hosts_overlap;
 use crate::FieldPath;
-use crate::analyze::{Context, Report, messages, to_fqdn};
+use crate::analyze::{Context, Report, export_scopes, messages, to_fqdn};
 use crate::networking::VirtualService;
 
 /// The scope of a VirtualService exported to every namespace.
@@ -22,7 +22,7 @@ pub(super) fn conflicting_mesh_hosts(ctx: &Context<'_>, report: &mut Report) {
     // (scope, host) -> [(VirtualService, index of the host in it)]
     let mut claims: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
     for (v, (entry, vs)) in services.iter().enumerate() {
-        for scope in scopes(entry.namespace(), &vs.spec.export_to) {
+        for scope in export_scopes(&vs.spec.export_to, entry.namespace()) {
             for (h, host) in vs.spec.hosts.iter().enumerate() {
                 claims
                     .entry((scope.clone(), to_fqdn(host, entry.namespace())))
@@ -73,21 +73,4 @@ pub(super) fn conflicting_mesh_hosts(ctx: &Context<'_>, report: &mut Report) {
             ),
         );
     }
-}
-
-/// The namespaces a VirtualService is exported to: `*` for all of them.
-fn scopes(namespace: &str, export_to: &[String]) -> BTreeSet<String> {
-    if export_to.is_empty() || export_to.iter().any(|e| e == EVERYWHERE) {
-        return BTreeSet::from([EVERYWHERE.to_owned()]);
-    }
-    export_to
-        .iter()
-        .map(|e| {
-            if e == "." {
-                namespace.to_owned()
-            } else {
-                e.clone()
-            }
-        })
-        .collect()
 }

@@ -1,57 +1,19 @@
 //! DestinationRule: a full rule loads, Istio's samples load, and each rule reports at its field.
 
-use std::path::PathBuf;
+use crate::testing::{assert_issue, document, marked_issues, sample_files};
+use crate::{LoadOptions, load_text};
 
-use crate::{LoadOptions, Severity, load_text};
+/// Loads one DestinationRule (`ns/r`) with the given spec; issues as `E/W path: message`.
+fn issues(spec: &str) -> Vec<String> {
+    marked_issues(&document(
+        "networking.istio.io/v1",
+        "DestinationRule",
+        "r",
+        spec,
+    ))
+}
 
 mod load_balancer;
-
-/// Loads one DestinationRule with the given spec and returns its issues as
-/// `E path: message` / `W path: message` lines.
-fn issues(spec: &str) -> Vec<String> {
-    let spec = spec
-        .lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let text = format!(
-        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\n  namespace: ns\nspec:\n{spec}\n"
-    );
-    let load = load_text("t.yaml", &text, &LoadOptions::default());
-    assert!(load.syntax.is_none(), "{:?}", load.syntax);
-    let found = load
-        .loaded
-        .iter()
-        .flat_map(|l| &l.warnings)
-        .chain(load.rejected.iter().flat_map(|r| &r.issues));
-    found
-        .map(|i| {
-            format!(
-                "{} {}: {}",
-                if i.severity == Severity::Error {
-                    "E"
-                } else {
-                    "W"
-                },
-                i.path,
-                i.message
-            )
-        })
-        .collect()
-}
-
-/// Asserts that exactly one issue starts with `prefix` (severity and path) and contains `words`.
-#[track_caller]
-fn assert_issue(found: &[String], prefix: &str, words: &str) {
-    let hits: Vec<&String> = found
-        .iter()
-        .filter(|i| i.starts_with(&format!("{prefix}: ")))
-        .collect();
-    assert!(
-        hits.len() == 1 && hits[0].contains(words),
-        "expected `{prefix}: ..{words}..`, found {found:#?}"
-    );
-}
 
 #[test]
 fn a_full_rule_loads() {
@@ -129,16 +91,8 @@ subsets:
 
 #[test]
 fn sample_destination_rules_load() {
-    let mut files = vec![reference_samples()];
     let mut checked = 0;
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-            continue;
-        }
-        if !path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            continue;
-        }
+    for path in sample_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         let load = load_text(&path.to_string_lossy(), &text, &LoadOptions::default());
         let refused: Vec<_> = load
@@ -166,24 +120,6 @@ fn sample_destination_rules_load() {
         checked >= 10,
         "only {checked} DestinationRules found in the samples"
     );
-}
-
-/// Istio's samples, beside the checkout (or at `$TRELLIS_REFERENCE_DIR/samples`).
-fn reference_samples() -> PathBuf {
-    if let Ok(dir) = std::env::var("TRELLIS_REFERENCE_DIR") {
-        return PathBuf::from(dir).join("samples");
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/reference/istio/samples");
-        if candidate.is_dir() {
-            return candidate;
-        }
-        assert!(
-            dir.pop(),
-            "shared/reference/istio not found beside the checkout; set TRELLIS_REFERENCE_DIR"
-        );
-    }
 }
 
 #[test]

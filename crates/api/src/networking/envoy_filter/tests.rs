@@ -1,5 +1,5 @@
 use super::*;
-use crate::{LoadOptions, Resource, Severity, load_text};
+use crate::{LoadOptions, Resource, load_text};
 
 /// The warning every EnvoyFilter gets.
 const CAUTION: &str = "warning spec: an EnvoyFilter patches the proxy's generated configuration";
@@ -7,15 +7,8 @@ const CAUTION: &str = "warning spec: an EnvoyFilter patches the proxy's generate
 /// Every issue found loading `text` but the general caution: errors as `path: message`,
 /// warnings prefixed `warning `.
 fn issues(text: &str) -> Vec<String> {
-    let load = load_text("t.yaml", text, &LoadOptions::default());
-    load.rejected
-        .iter()
-        .flat_map(|r| r.issues.iter())
-        .chain(load.loaded.iter().flat_map(|l| l.warnings.iter()))
-        .map(|i| match i.severity {
-            Severity::Error => i.to_string(),
-            _ => format!("warning {i}"),
-        })
+    crate::testing::issues(text)
+        .into_iter()
         .filter(|i| !i.starts_with(CAUTION))
         .collect()
 }
@@ -90,7 +83,7 @@ fn a_full_example_loads_and_is_cautioned_about() {
 #[test]
 fn istio_samples_load() {
     let name = "ratelimit/local-rate-limit-service.yaml";
-    let text = crate::networking::service_entry::tests::sample(name);
+    let text = crate::testing::sample(name);
     let load = load_text(name, &text, &LoadOptions::default());
     assert!(load.is_clean(), "{:?}", load.rejected);
     assert_eq!(load.loaded.len(), 1);

@@ -1,26 +1,6 @@
 use super::*;
+use crate::testing::{issues, sample};
 use crate::{LoadOptions, Resource, load_text};
-
-/// Every issue found loading `text`: errors as `path: message`, warnings prefixed `warning `.
-fn issues(text: &str) -> Vec<String> {
-    let load = load_text("t.yaml", text, &LoadOptions::default());
-    let mut out: Vec<String> = load
-        .rejected
-        .iter()
-        .flat_map(|r| r.issues.iter())
-        .map(|i| match i.severity {
-            crate::Severity::Error => i.to_string(),
-            _ => format!("warning {i}"),
-        })
-        .collect();
-    out.extend(
-        load.loaded
-            .iter()
-            .flat_map(|l| l.warnings.iter())
-            .map(|i| format!("warning {i}")),
-    );
-    out
-}
 
 /// A ServiceEntry document with `spec` (indented by two spaces) and `labels` under metadata.
 fn entry(spec: &str) -> String {
@@ -372,25 +352,4 @@ fn istio_samples_load() {
         .iter()
         .filter(|r| r.kind.as_deref() == Some("ServiceEntry"));
     assert_eq!(rejected.count(), 0, "{:?}", load.rejected);
-}
-
-/// A file of Istio's samples, from `shared/reference/istio/samples` beside the checkout (or
-/// under `TRELLIS_REFERENCE_DIR`).
-pub(crate) fn sample(name: &str) -> String {
-    let roots = std::env::var("TRELLIS_REFERENCE_DIR")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|d| d.join("shared/reference/istio")),
-        );
-    for root in roots {
-        let path = root.join("samples").join(name);
-        if path.is_file() {
-            return std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        }
-    }
-    panic!("sample {name} not found: set TRELLIS_REFERENCE_DIR to shared/reference/istio")
 }

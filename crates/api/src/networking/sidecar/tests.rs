@@ -1,50 +1,10 @@
 //! Sidecar: a full resource loads, and each rule reports at its field.
 
-use crate::{LoadOptions, Severity, load_text};
+use crate::testing::{assert_issue, document, marked_issues};
 
-/// Loads one Sidecar (in namespace `ns`) with the given spec; issues as `E/W path: message`.
+/// Loads one Sidecar (`ns/s`) with the given spec; issues as `E/W path: message`.
 fn issues(spec: &str) -> Vec<String> {
-    let spec = spec
-        .lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let text = format!(
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\n  namespace: ns\nspec:\n{spec}\n"
-    );
-    let load = load_text("t.yaml", &text, &LoadOptions::default());
-    assert!(load.syntax.is_none(), "{:?}", load.syntax);
-    let found = load
-        .loaded
-        .iter()
-        .flat_map(|l| &l.warnings)
-        .chain(load.rejected.iter().flat_map(|r| &r.issues));
-    found
-        .map(|i| {
-            format!(
-                "{} {}: {}",
-                if i.severity == Severity::Error {
-                    "E"
-                } else {
-                    "W"
-                },
-                i.path,
-                i.message
-            )
-        })
-        .collect()
-}
-
-#[track_caller]
-fn assert_issue(found: &[String], prefix: &str, words: &str) {
-    let hits: Vec<&String> = found
-        .iter()
-        .filter(|i| i.starts_with(&format!("{prefix}: ")))
-        .collect();
-    assert!(
-        hits.len() == 1 && hits[0].contains(words),
-        "expected `{prefix}: ..{words}..`, found {found:#?}"
-    );
+    marked_issues(&document("networking.istio.io/v1", "Sidecar", "s", spec))
 }
 
 #[test]

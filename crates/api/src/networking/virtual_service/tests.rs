@@ -1,8 +1,6 @@
 //! Tests of `VirtualService` reading and rules: a full example, Istio's samples, and one test
 //! per rule with the field path and message it reports (HTTP rules in `tests/http_rules.rs`).
 
-use std::path::PathBuf;
-
 use crate::validate::{FieldIssue, Severity};
 use crate::{LoadOptions, Resource, load_text};
 
@@ -175,40 +173,9 @@ spec:
     assert!(json.contains(r#""x-debug":{"regex":"*"}"#), "{json}");
 }
 
-/// `shared/reference/istio`, beside the checkout (or named by `TRELLIS_REFERENCE_DIR`).
-fn istio_reference() -> PathBuf {
-    if let Ok(dir) = std::env::var("TRELLIS_REFERENCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/reference/istio");
-        if candidate.join("samples").is_dir() {
-            return candidate;
-        }
-        assert!(
-            dir.pop(),
-            "shared/reference/istio not found; set TRELLIS_REFERENCE_DIR"
-        );
-    }
-}
-
-fn yaml_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn istio_samples_load_without_errors() {
-    let mut files = Vec::new();
-    yaml_files(&istio_reference().join("samples"), &mut files);
-    files.sort();
+    let files = crate::testing::sample_files();
     let mut count = 0;
     let mut problems = Vec::new();
     let mut warned = Vec::new();

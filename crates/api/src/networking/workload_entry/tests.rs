@@ -1,18 +1,6 @@
-use crate::{LoadOptions, Resource, Severity, load_text};
+use crate::{LoadOptions, Resource, load_text};
 
-/// Every issue found loading `text`: errors as `path: message`, warnings prefixed `warning `.
-fn issues(text: &str) -> Vec<String> {
-    let load = load_text("t.yaml", text, &LoadOptions::default());
-    load.rejected
-        .iter()
-        .flat_map(|r| r.issues.iter())
-        .chain(load.loaded.iter().flat_map(|l| l.warnings.iter()))
-        .map(|i| match i.severity {
-            Severity::Error => i.to_string(),
-            _ => format!("warning {i}"),
-        })
-        .collect()
-}
+use crate::testing::issues;
 
 fn doc(kind: &str, spec: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: w\nspec:\n{spec}")
