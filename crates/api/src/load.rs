@@ -369,6 +369,11 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> (Option<T>, Vec<Fiel
             Err(e) => {
                 let at = error_path(e.path());
                 let message = e.inner().to_string();
+                // `field: null` means the field is not set, as in Kubernetes and protobuf JSON:
+                // drop it and read on (a field that is required then says so).
+                if message.starts_with("invalid type: null") && pass.drop_null(&at) {
+                    continue;
+                }
                 let (path, message, ours) = match missing_field(&message) {
                     Some(field) => {
                         let path = pass.original(&at).key(field);
@@ -443,6 +448,21 @@ impl Pass {
             }
         }
         out
+    }
+
+    /// Takes out a null mapping value at `path`, as if it had not been written. Returns false
+    /// when there is no such value.
+    fn drop_null(&mut self, path: &FieldPath) -> bool {
+        let (Some(parent), Some(Segment::Key(key))) = (path.parent(), path.segments().last())
+        else {
+            return false;
+        };
+        match value_at(&mut self.working, &parent) {
+            Some(Value::Object(map)) if map.get(key).is_some_and(Value::is_null) => {
+                map.remove(key).is_some()
+            }
+            _ => false,
+        }
     }
 
     /// Takes the value at `path` (or, if there is none, its nearest ancestor) out of the
@@ -635,6 +655,18 @@ spec:
             "{found:?}"
         );
         assert!(found[1].contains("not served in version v2"), "{found:?}");
+    }
+
+    #[test]
+    fn null_fields_are_not_set() {
+        let text = GATEWAY.replace("  name: gw\n", "  name: gw\n  labels:\n  annotations: ~\n");
+        let load = load(&text);
+        assert!(load.is_clean(), "{:?}", issues(&load));
+        let text = GATEWAY.replace("    hosts: ['*']\n", "    hosts:\n");
+        assert_eq!(
+            issues(&load_text("t.yaml", &text, &LoadOptions::default())),
+            vec!["spec.servers[0].hosts: is required@10"]
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Istio kinds: documents are generated at random from the CRD schemas (any subset of fields,
 //! values from pools of realistic ones), read into typed values, written back out as JSON and
 //! read again; the two typed values must be equal, and so must their validation. Kubernetes
-//! kinds, which have no CRD: every document of Istio's samples goes round the same way.
+//! kinds, which have no CRD: every document of Istio's samples goes round the same way, and so
+//! do a Pod and a Namespace made from each sample Deployment.
 
 mod reference;
 
@@ -243,6 +244,28 @@ fn istio_kinds_round_trip() {
     }
 }
 
+/// The Pod a Deployment's template describes.
+fn pod_of(deployment: &Value) -> Value {
+    let template = &deployment["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    metadata["name"] = json!(format!(
+        "{}-0",
+        deployment["metadata"]["name"].as_str().unwrap()
+    ));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"].clone()})
+}
+
+/// A Namespace named after a Deployment, carrying its labels.
+fn namespace_of(deployment: &Value) -> Value {
+    let metadata = &deployment["metadata"];
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": metadata["name"], "labels": metadata["labels"].clone()},
+        "spec": {"finalizers": ["kubernetes"]},
+    })
+}
+
 #[test]
 fn sample_documents_round_trip() {
     let root = reference::istio_reference().join("samples");
@@ -272,6 +295,15 @@ fn sample_documents_round_trip() {
                     path.display()
                 );
                 checked += 1;
+                // The samples have no Pods or Namespaces: make them from each Deployment.
+                if value["kind"] == "Deployment" {
+                    for derived in [pod_of(&value), namespace_of(&value)] {
+                        let readable = round_trip(&derived)
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                        assert!(readable, "{}: {derived}", path.display());
+                        checked += 1;
+                    }
+                }
             }
         }
     }
