@@ -26,7 +26,7 @@ step "analyze Istio's samples (must report no error)"
 cargo run -q --locked -p trellis-cli -- analyze --output-threshold Error "$reference/samples"
 
 step "fuzz"
-scripts/fuzz.sh "${TRELLIS_FUZZ_SECONDS:-60}"
+scripts/fuzz.sh "${TRELLIS_FUZZ_SECONDS:-90}"
 
 echo
 echo "all tests passed"

@@ -11,6 +11,8 @@
 
 pub mod analyze;
 pub mod extensions;
+#[cfg(feature = "fs")]
+pub mod fs;
 pub mod kube;
 pub mod load;
 pub mod meta;

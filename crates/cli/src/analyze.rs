@@ -8,9 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 use serde::Serialize;
 use trellis_api::analyze::{AnalyzeOptions, Message, analyze, messages};
+use trellis_api::fs::load_paths;
 use trellis_api::{FileLoad, LoadOptions, Location, Severity, load_text};
-
-use crate::files::{self, Found};
 
 /// Exit status when findings reach the failure threshold (as `istioctl analyze`).
 const EXIT_FINDINGS: u8 = 79;
@@ -101,18 +100,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         loads.push(load_text("(stdin)", &text, &options));
         file_count += 1;
     }
-    for found in files::collect(&paths) {
-        match found {
-            Found::File(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    loads.push(load_text(&path.display().to_string(), &text, &options));
-                    file_count += 1;
-                }
-                Err(e) => unreadable.push(cannot_read(&path, &e)),
-            },
-            Found::Unreadable(path, e) => unreadable.push(cannot_read(&path, &e)),
-        }
-    }
+    let (files, unreadable_paths) = load_paths(&paths, &options);
+    file_count += files.len();
+    loads.extend(files);
+    unreadable.extend(
+        unreadable_paths
+            .iter()
+            .map(|u| cannot_read(&u.path, &u.error)),
+    );
     let mut analysis = analyze(
         loads,
         &AnalyzeOptions {

@@ -6,7 +6,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod analyze;
-mod files;
 
 use std::process::ExitCode;
 

@@ -17,6 +17,8 @@ const MAX_PROGRAM_BYTES: usize = 1 << 20;
 pub struct Regex {
     pattern: String,
     matcher: regex::Regex,
+    /// The same pattern, unanchored, for substitutions; compiled when first needed.
+    searcher: std::sync::OnceLock<regex::Regex>,
 }
 
 impl Regex {
@@ -37,6 +39,7 @@ impl Regex {
         Ok(Self {
             pattern: pattern.to_owned(),
             matcher,
+            searcher: std::sync::OnceLock::new(),
         })
     }
 
@@ -48,6 +51,32 @@ impl Regex {
     /// Whether the pattern matches all of `text`.
     pub fn is_match(&self, text: &str) -> bool {
         self.matcher.is_match(text)
+    }
+
+    /// Replaces every match of the pattern in `text` with `substitution`, where `\1`..`\9`
+    /// stand for capture groups (RE2's and the proxy's substitution syntax).
+    pub fn replace_all(&self, text: &str, substitution: &str) -> String {
+        let searcher = self.searcher.get_or_init(|| {
+            regex::RegexBuilder::new(&self.pattern)
+                .size_limit(MAX_PROGRAM_BYTES)
+                .build()
+                .expect("the anchored form of this pattern compiled, so the pattern does")
+        });
+        let mut replacement = String::with_capacity(substitution.len());
+        let mut chars = substitution.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, chars.peek()) {
+                ('\\', Some(d)) if d.is_ascii_digit() => {
+                    replacement.push_str(&format!("${{{d}}}"));
+                    chars.next();
+                }
+                ('$', _) => replacement.push_str("$$"),
+                (c, _) => replacement.push(c),
+            }
+        }
+        searcher
+            .replace_all(text, replacement.as_str())
+            .into_owned()
     }
 }
 
@@ -94,6 +123,17 @@ mod tests {
         assert!(re.is_match("/api/v1"));
         assert!(!re.is_match("/api/v1/users"));
         assert!(Regex::new("a|b").unwrap().is_match("b"));
+    }
+
+    #[test]
+    fn substitutes_groups() {
+        let re = Regex::new("^/service/([^/]+)(/.*)$").unwrap();
+        assert_eq!(
+            re.replace_all("/service/foo/v1/api", "\\2/instance/\\1"),
+            "/v1/api/instance/foo"
+        );
+        let re = Regex::new("a").unwrap();
+        assert_eq!(re.replace_all("banana", "$o"), "b$on$on$o");
     }
 
     #[test]

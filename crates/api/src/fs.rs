@@ -1,20 +1,47 @@
-//! Finding the configuration files named on the command line.
+//! Reading configuration from files and directories (the `fs` feature: the rest of the crate
+//! does no I/O). Everything that reads configuration files (the CLI, the proxy's standalone
+//! mode, the control plane's file source) reads them the same way, in the same order.
 
 use std::path::{Path, PathBuf};
 
+use crate::load::{FileLoad, LoadOptions, load_text};
+
 /// Extensions of files read from directories (a file named directly is read whatever its name).
-pub(crate) const CONFIG_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+pub const CONFIG_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+/// A path that could not be read, and why.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Reads every configuration file under `paths` (see [`collect`]), in order.
+pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> (Vec<FileLoad>, Vec<Unreadable>) {
+    let mut loads = Vec::new();
+    let mut unreadable = Vec::new();
+    for found in collect(paths) {
+        match found {
+            Found::File(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => loads.push(load_text(&path.display().to_string(), &text, options)),
+                Err(error) => unreadable.push(Unreadable { path, error }),
+            },
+            Found::Unreadable(path, error) => unreadable.push(Unreadable { path, error }),
+        }
+    }
+    (loads, unreadable)
+}
 
 /// A file to read, or a path that could not be read and why.
 #[derive(Debug)]
-pub(crate) enum Found {
+pub enum Found {
     File(PathBuf),
     Unreadable(PathBuf, std::io::Error),
 }
 
 /// Expands `paths` into files: directories recursively (skipping hidden entries), each
 /// directory's files in name order, so the same tree always reads in the same order.
-pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Found> {
+pub fn collect(paths: &[PathBuf]) -> Vec<Found> {
     let mut found = Vec::new();
     for path in paths {
         match std::fs::metadata(path) {
@@ -59,7 +86,7 @@ mod tests {
 
     #[test]
     fn walks_directories_in_order_and_skips_other_files() {
-        let dir = std::env::temp_dir().join(format!("trellis-files-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("trellis-fs-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("b/.hidden")).unwrap();
         for name in [
             "b/2.yaml",

@@ -1,0 +1,46 @@
+//! Test helpers for the balancers: endpoint lists and pick counting.
+
+use trellis_proxy_config::Endpoint;
+
+use super::{Balancer, EndpointState};
+
+/// Endpoints `10.0.0.<i>:80` with the given weights, as configured and as run.
+pub(super) fn endpoints(weights: &[u32]) -> (Vec<Endpoint>, Vec<EndpointState>) {
+    let config: Vec<Endpoint> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Endpoint {
+            weight: *w,
+            ..Endpoint::new(format!("10.0.0.{i}:80").parse().unwrap())
+        })
+        .collect();
+    let state = config.iter().map(EndpointState::new).collect();
+    (config, state)
+}
+
+/// The share of `picks` picks that went to each endpoint, with `hash` drawing each pick's hash.
+pub(super) fn shares(
+    balancer: &dyn Balancer,
+    state: &[EndpointState],
+    picks: usize,
+    mut hash: impl FnMut() -> Option<u64>,
+) -> Vec<f64> {
+    let mut counts = vec![0usize; state.len()];
+    for _ in 0..picks {
+        let index = balancer.pick(state, hash(), &[]).expect("a pick");
+        counts[index] += 1;
+    }
+    counts.iter().map(|c| *c as f64 / picks as f64).collect()
+}
+
+/// Asserts each share is within `tolerance` of its endpoint's share of `weights`.
+pub(super) fn assert_shares(shares: &[f64], weights: &[u32], tolerance: f64) {
+    let total: u32 = weights.iter().sum();
+    for (share, weight) in shares.iter().zip(weights) {
+        let expected = f64::from(*weight) / f64::from(total);
+        assert!(
+            (share - expected).abs() <= tolerance,
+            "shares {shares:?} for weights {weights:?}"
+        );
+    }
+}

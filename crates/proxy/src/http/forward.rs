@@ -1,0 +1,440 @@
+//! The forward action: weighted cluster, header changes, endpoint, send, retries, timeouts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use trellis_proxy_config::{Forward, RetryOn, RetryPolicy, WeightedCluster};
+
+use super::{Downstream, Outcome, headers, local, upgrade};
+use crate::body::{self, Body};
+use crate::router::Matched;
+use crate::state::Snapshot;
+use crate::telemetry::ResponseFlags;
+use crate::upstream::{ClusterRuntime, ClusterStats, SendError, Version};
+
+/// Request bodies up to this size are kept so the request can be retried; larger ones stream
+/// through once.
+const MAX_RETRY_BODY: usize = 64 * 1024;
+/// Backoff grows up to this multiple of the policy's base.
+const MAX_BACKOFF_FACTOR: u32 = 10;
+
+pub(super) async fn forward(
+    snapshot: &Snapshot,
+    downstream: &Downstream,
+    matched: &Matched,
+    forward: &Forward,
+    request: Request<Incoming>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let grpc = outcome.grpc;
+    let Some(destination) = pick_destination(&forward.destinations) else {
+        outcome.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
+        return local::reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster", grpc);
+    };
+    let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
+        outcome.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
+        return local::reply(StatusCode::SERVICE_UNAVAILABLE, "cluster not found", grpc);
+    };
+    outcome.cluster = Some(cluster.clone());
+    ClusterStats::bump(&cluster.stats.requests);
+
+    let (mut parts, body) = request.into_parts();
+    let upgrading =
+        parts.headers.contains_key(header::UPGRADE) && parts.version == http::Version::HTTP_11;
+    let upgrade_headers = upgrading.then(|| {
+        (
+            parts.headers.get(header::CONNECTION).cloned(),
+            parts.headers.get(header::UPGRADE).cloned(),
+        )
+    });
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let request_id = headers::add_forwarding_headers(&mut parts.headers, downstream.peer.ip());
+    outcome.request_id.get_or_insert(request_id);
+    headers::apply(&matched.route.headers.request, &mut parts.headers);
+    headers::apply(&destination.headers.request, &mut parts.headers);
+
+    let mut authority = outcome.authority.clone();
+    if let Some(rewrite) = &forward.rewrite {
+        if let Some(path) = parts
+            .uri
+            .path_and_query()
+            .and_then(|p| headers::rewritten_path(rewrite, p.as_str(), matched.prefix_len))
+            && let Ok(path) = PathAndQuery::try_from(path)
+        {
+            let mut uri = parts.uri.clone().into_parts();
+            uri.path_and_query = Some(path);
+            parts.uri = Uri::from_parts(uri).unwrap_or(parts.uri);
+        }
+        if let Some(new_authority) = &rewrite.authority {
+            authority = new_authority.clone();
+        }
+    }
+
+    let hash = crate::balance::hash_key(&cluster.config.load_balancer)
+        .and_then(|key| crate::balance::request_hash(key, &parts, downstream.peer));
+
+    if let Some((connection, upgrade)) = upgrade_headers {
+        let request = Request::from_parts(parts, body);
+        return upgrade::forward_upgrade(
+            cluster, request, &authority, connection, upgrade, hash, outcome,
+        )
+        .await;
+    }
+
+    let version = cluster.version_for(parts.version);
+    let policy = forward.retry.as_ref();
+    let deadline = forward.timeout.map(|t| Instant::now() + t.as_std());
+    let body =
+        RequestBody::prepare(body, &parts.headers, policy.is_some_and(|p| p.attempts > 0)).await;
+    let body = match body {
+        Ok(body) => body,
+        Err(()) => {
+            outcome
+                .flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            return local::reply(
+                StatusCode::BAD_REQUEST,
+                "request body could not be read",
+                grpc,
+            );
+        }
+    };
+    outcome.bytes_received = body.buffered_len();
+    send_with_retries(
+        cluster, parts, authority, version, body, policy, deadline, hash, outcome,
+    )
+    .await
+}
+
+/// Chooses one destination in proportion to the weights.
+fn pick_destination(destinations: &[WeightedCluster]) -> Option<&WeightedCluster> {
+    let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
+    if total == 0 {
+        return destinations.first();
+    }
+    let mut ticket = fastrand::u64(..total);
+    for destination in destinations {
+        let weight = u64::from(destination.weight);
+        if ticket < weight {
+            return Some(destination);
+        }
+        ticket -= weight;
+    }
+    destinations.last()
+}
+
+/// A request body: kept in memory when small enough to send again, else streamed once.
+enum RequestBody {
+    Replayable(Bytes),
+    Streaming(Option<Incoming>),
+}
+
+impl RequestBody {
+    async fn prepare(body: Incoming, headers: &http::HeaderMap, retries: bool) -> Result<Self, ()> {
+        use http_body::Body as _;
+        if body.is_end_stream() {
+            return Ok(Self::Replayable(Bytes::new()));
+        }
+        let declared: Option<usize> = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if retries && declared.is_some_and(|n| n <= MAX_RETRY_BODY) {
+            let collected = Limited::new(body, MAX_RETRY_BODY)
+                .collect()
+                .await
+                .map_err(|_| ())?;
+            return Ok(Self::Replayable(collected.to_bytes()));
+        }
+        Ok(Self::Streaming(Some(body)))
+    }
+
+    fn buffered_len(&self) -> u64 {
+        match self {
+            Self::Replayable(bytes) => bytes.len() as u64,
+            Self::Streaming(_) => 0,
+        }
+    }
+
+    /// The body for the next try, if there can be one.
+    fn next(&mut self) -> Option<Body> {
+        match self {
+            Self::Replayable(bytes) if bytes.is_empty() => Some(body::empty()),
+            Self::Replayable(bytes) => Some(body::full(bytes.clone())),
+            Self::Streaming(body) => body.take().map(|b| b.boxed()),
+        }
+    }
+}
+
+/// Why one try failed.
+enum TryFailure {
+    Send(SendError),
+    Timeout,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_with_retries(
+    cluster: &Arc<ClusterRuntime>,
+    parts: http::request::Parts,
+    authority: String,
+    version: Version,
+    mut body: RequestBody,
+    policy: Option<&RetryPolicy>,
+    deadline: Option<Instant>,
+    hash: Option<u64>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let grpc = outcome.grpc;
+    let attempts = policy.map_or(0, |p| p.attempts);
+    let mut tried: Vec<usize> = Vec::with_capacity(1);
+    let mut retry = 0u32;
+    loop {
+        let Some(index) = cluster.pick(hash, &tried) else {
+            ClusterStats::bump(&cluster.stats.no_endpoint);
+            outcome.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+            return local::reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", grpc);
+        };
+        tried.push(index);
+        let Some(try_body) = body.next() else {
+            // A streamed body was already sent once; it cannot go again.
+            outcome
+                .flags
+                .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            return local::reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers",
+                grpc,
+            );
+        };
+        let endpoint = &cluster.endpoints[index];
+        outcome.upstream = Some(endpoint.address);
+        let request = upstream_request(&parts, &authority, version, try_body);
+        let per_try = policy.and_then(|p| p.per_try_timeout).map(|t| t.as_std());
+        let budget = match (per_try, deadline) {
+            (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
+            (Some(t), None) => Some(t),
+            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (None, None) => None,
+        };
+        let in_flight = endpoint.start();
+        let sent = Instant::now();
+        let pool = cluster.pool(index).clone();
+        let result = match budget {
+            Some(budget) => match tokio::time::timeout(budget, pool.send(request, version)).await {
+                Ok(result) => result.map_err(TryFailure::Send),
+                Err(_) => Err(TryFailure::Timeout),
+            },
+            None => pool.send(request, version).await.map_err(TryFailure::Send),
+        };
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        let may_retry = retry < attempts && !out_of_time;
+        match result {
+            Ok(response) => {
+                in_flight.finish();
+                outcome.upstream_service_time = Some(sent.elapsed());
+                let retryable = policy.is_some_and(|p| retryable_response(p, &response));
+                if retryable && may_retry && body.can_repeat() {
+                    retry += 1;
+                    ClusterStats::bump(&cluster.stats.retries);
+                    drop(response);
+                    backoff(policy, retry, deadline).await;
+                    continue;
+                }
+                if retryable && retry > 0 {
+                    outcome
+                        .flags
+                        .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                }
+                return response.map(|b| b.boxed());
+            }
+            Err(failure) => {
+                drop(in_flight);
+                let (flag, status, message) = match &failure {
+                    TryFailure::Timeout => {
+                        ClusterStats::bump(&cluster.stats.timeouts);
+                        (
+                            ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "upstream request timeout",
+                        )
+                    }
+                    TryFailure::Send(error) if error.is_connect_failure() => {
+                        ClusterStats::bump(&cluster.stats.connect_failures);
+                        tracing::debug!(%error, "upstream connect failure");
+                        (
+                            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "upstream connect error or disconnect/reset before headers",
+                        )
+                    }
+                    TryFailure::Send(error) => {
+                        ClusterStats::bump(&cluster.stats.resets);
+                        tracing::debug!(%error, "upstream reset");
+                        (
+                            ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "upstream connect error or disconnect/reset before headers",
+                        )
+                    }
+                };
+                let retryable = policy.is_some_and(|p| retryable_failure(p, &failure));
+                if retryable && may_retry && body.can_repeat() {
+                    retry += 1;
+                    ClusterStats::bump(&cluster.stats.retries);
+                    backoff(policy, retry, deadline).await;
+                    continue;
+                }
+                // A per-try timeout that used up the route's timeout is the route timing out.
+                let flag = if out_of_time && deadline.is_some() {
+                    ResponseFlags::UPSTREAM_REQUEST_TIMEOUT
+                } else {
+                    flag
+                };
+                let status = if flag == ResponseFlags::UPSTREAM_REQUEST_TIMEOUT {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    status
+                };
+                outcome.flags.insert(flag);
+                if retry > 0 && retryable {
+                    outcome
+                        .flags
+                        .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                }
+                return local::reply(status, message, grpc);
+            }
+        }
+    }
+}
+
+impl RequestBody {
+    fn can_repeat(&self) -> bool {
+        matches!(self, Self::Replayable(_))
+    }
+}
+
+/// The request as it goes upstream: origin-form with `host` for HTTP/1.1, absolute with the
+/// authority (becoming `:authority`) for HTTP/2.
+fn upstream_request(
+    parts: &http::request::Parts,
+    authority: &str,
+    version: Version,
+    body: Body,
+) -> Request<Body> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.headers_mut() = parts.headers.clone();
+    match version {
+        Version::Http1 => {
+            *request.uri_mut() = Uri::from(path);
+            *request.version_mut() = http::Version::HTTP_11;
+            if let Ok(host) = HeaderValue::from_str(authority) {
+                request.headers_mut().insert(header::HOST, host);
+            }
+        }
+        Version::Http2 => {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Authority::try_from(authority)
+                .ok()
+                .or_else(|| Some(Authority::from_static("localhost")));
+            uri.path_and_query = Some(path);
+            *request.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
+            *request.version_mut() = http::Version::HTTP_2;
+            request.headers_mut().remove(header::HOST);
+        }
+    }
+    request
+}
+
+/// Whether a response counts as a failed try under the policy.
+fn retryable_response(policy: &RetryPolicy, response: &Response<Incoming>) -> bool {
+    let status = response.status().as_u16();
+    let on = |c: RetryOn| policy.retry_on.contains(&c);
+    if (on(RetryOn::ServerError) && status >= 500)
+        || (on(RetryOn::GatewayError) && matches!(status, 502..=504))
+        || (on(RetryOn::RetriableStatusCodes) && policy.retriable_status_codes.contains(&status))
+        || (on(RetryOn::Retriable4xx) && status == 409)
+    {
+        return true;
+    }
+    // gRPC statuses are only retried when they come in the headers (a trailers-only
+    // response): once a body has started, the response is on its way to the client.
+    match super::tracked::grpc_status(response.headers()) {
+        Some(1) => on(RetryOn::Cancelled),
+        Some(4) => on(RetryOn::DeadlineExceeded),
+        Some(8) => on(RetryOn::ResourceExhausted),
+        Some(13) => on(RetryOn::Internal),
+        Some(14) => on(RetryOn::Unavailable),
+        _ => false,
+    }
+}
+
+/// Whether a failed try (no response) may be retried under the policy.
+fn retryable_failure(policy: &RetryPolicy, failure: &TryFailure) -> bool {
+    let on = |c: RetryOn| policy.retry_on.contains(&c);
+    match failure {
+        // A try that ran out of its per-try time is a request that got no response.
+        TryFailure::Timeout => {
+            on(RetryOn::ServerError) || on(RetryOn::GatewayError) || on(RetryOn::Reset)
+        }
+        TryFailure::Send(e) if e.is_connect_failure() => {
+            on(RetryOn::ConnectFailure) || on(RetryOn::ServerError) || on(RetryOn::GatewayError)
+        }
+        TryFailure::Send(SendError::Reset {
+            refused_stream: true,
+            ..
+        }) => on(RetryOn::RefusedStream) || on(RetryOn::Reset) || on(RetryOn::ServerError),
+        TryFailure::Send(_) => {
+            on(RetryOn::Reset) || on(RetryOn::ServerError) || on(RetryOn::GatewayError)
+        }
+    }
+}
+
+/// Waits before a retry: exponential from the policy's base, with full jitter, never past the
+/// deadline.
+async fn backoff(policy: Option<&RetryPolicy>, retry: u32, deadline: Option<Instant>) {
+    let base = policy.map_or(Duration::from_millis(25), |p| p.backoff.as_std());
+    let cap = base * MAX_BACKOFF_FACTOR;
+    let ceiling = base
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+        .min(cap);
+    let mut wait = ceiling.mul_f64(fastrand::f64());
+    if let Some(deadline) = deadline {
+        wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+    }
+    tokio::time::sleep(wait).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_destinations_follow_their_weights() {
+        let destinations: Vec<WeightedCluster> = [("a", 90), ("b", 10)]
+            .iter()
+            .map(|(c, w)| WeightedCluster {
+                cluster: (*c).into(),
+                weight: *w,
+                headers: Default::default(),
+            })
+            .collect();
+        let picks = (0..20_000)
+            .filter(|_| pick_destination(&destinations).unwrap().cluster == "a")
+            .count();
+        assert!((17_400..=18_600).contains(&picks), "{picks}");
+        assert!(pick_destination(&[]).is_none());
+    }
+}

@@ -1,0 +1,93 @@
+//! The HTTP connection manager: every request on an HTTP listener goes through [`handle`],
+//! which finds its route and carries out the route's action.
+//!
+//! Request lifecycle: load the snapshot in force → find the virtual host and route → direct
+//! response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
+//! send, retry within the policy and timeout) → change response headers → stream the response
+//! body back, recording telemetry when it ends.
+
+mod forward;
+pub mod headers;
+pub mod local;
+mod outcome;
+pub mod tracked;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use trellis_proxy_config::Action;
+
+pub use outcome::Outcome;
+
+use crate::Proxy;
+use crate::body::Body;
+use crate::telemetry::ResponseFlags;
+
+/// What a request knows about the connection it came on.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub route_table: Arc<str>,
+}
+
+/// Handles one request.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    downstream: Arc<Downstream>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let snapshot = proxy.config.load();
+    let mut outcome = Outcome::new(&request, &downstream, started);
+    let grpc = outcome.grpc;
+
+    let Some(router) = snapshot.routers.get(&*downstream.route_table) else {
+        outcome.flags.insert(ResponseFlags::NO_ROUTE);
+        return Ok(proxy.finish(
+            outcome,
+            local::reply(StatusCode::NOT_FOUND, "route not found", grpc),
+        ));
+    };
+    let (parts, body) = request.into_parts();
+    let authority = outcome.authority.clone();
+    let Some(matched) = router.find(&parts, &authority, downstream.local.port()) else {
+        outcome.flags.insert(ResponseFlags::NO_ROUTE);
+        return Ok(proxy.finish(
+            outcome,
+            local::reply(StatusCode::NOT_FOUND, "route not found", grpc),
+        ));
+    };
+    outcome.route = Some(matched.route.name.clone());
+
+    let mut response = match &matched.route.action {
+        Action::DirectResponse(direct) => local::direct(direct.status, direct.body.as_deref()),
+        Action::Redirect(redirect) => {
+            let location =
+                headers::redirect_location(redirect, &parts, &authority, matched.prefix_len);
+            local::redirect(redirect.status, &location)
+        }
+        Action::Forward(forward) => {
+            let request = Request::from_parts(parts, body);
+            let response = forward::forward(
+                &snapshot,
+                &downstream,
+                &matched,
+                forward,
+                request,
+                &mut outcome,
+            )
+            .await;
+            let mut response = response;
+            headers::apply(&matched.route.headers.response, response.headers_mut());
+            return Ok(proxy.finish(outcome, response));
+        }
+    };
+    headers::apply(&matched.route.headers.response, response.headers_mut());
+    Ok(proxy.finish(outcome, response))
+}

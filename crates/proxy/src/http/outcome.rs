@@ -1,0 +1,101 @@
+//! What the proxy remembers about a request for its access log line and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Request};
+
+use super::Downstream;
+use super::local::is_grpc;
+use crate::telemetry::ResponseFlags;
+use crate::upstream::ClusterRuntime;
+
+/// One request's story, filled in as it goes.
+#[derive(Debug)]
+pub struct Outcome {
+    pub started: Instant,
+    pub started_at: std::time::SystemTime,
+    pub method: http::Method,
+    pub path: String,
+    pub version: http::Version,
+    pub authority: String,
+    pub request_id: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    pub forwarded_for: Option<HeaderValue>,
+    pub grpc: bool,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub route: Option<String>,
+    pub cluster: Option<Arc<ClusterRuntime>>,
+    pub upstream: Option<SocketAddr>,
+    pub status: u16,
+    pub flags: ResponseFlags,
+    pub bytes_received: u64,
+    pub upstream_service_time: Option<std::time::Duration>,
+    pub grpc_status: Option<u32>,
+}
+
+impl Outcome {
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
+    pub fn details(&self) -> &'static str {
+        let flags = self.flags;
+        if flags.contains(ResponseFlags::NO_ROUTE) {
+            "route_not_found"
+        } else if flags.contains(ResponseFlags::NO_CLUSTER_FOUND) {
+            "cluster_not_found"
+        } else if flags.contains(ResponseFlags::NO_HEALTHY_UPSTREAM) {
+            "no_healthy_upstream"
+        } else if flags.contains(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT) {
+            "response_timeout"
+        } else if flags.contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE) {
+            "upstream_reset_before_response_started{connection_failure}"
+        } else if flags.contains(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION) {
+            "upstream_reset_before_response_started{connection_termination}"
+        } else if self.upstream_service_time.is_some() {
+            "via_upstream"
+        } else {
+            "direct_response"
+        }
+    }
+
+    pub fn new<B>(request: &Request<B>, downstream: &Downstream, started: Instant) -> Self {
+        let headers = request.headers();
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Self {
+            started,
+            started_at: std::time::SystemTime::now(),
+            method: request.method().clone(),
+            path: request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            version: request.version(),
+            authority,
+            request_id: headers.get(super::headers::REQUEST_ID).cloned(),
+            user_agent: headers.get(http::header::USER_AGENT).cloned(),
+            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            grpc: is_grpc(headers),
+            peer: downstream.peer,
+            local: downstream.local,
+            route: None,
+            cluster: None,
+            upstream: None,
+            status: 0,
+            flags: ResponseFlags::NONE,
+            bytes_received: 0,
+            upstream_service_time: None,
+            grpc_status: None,
+        }
+    }
+}

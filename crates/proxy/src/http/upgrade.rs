@@ -1,0 +1,130 @@
+//! HTTP/1.1 upgrades (WebSocket and friends): the request goes to the endpoint on a connection
+//! of its own, and once both sides agree (101), the two connections are joined byte for byte.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::{Outcome, local};
+use crate::body::Body;
+use crate::telemetry::ResponseFlags;
+use crate::upstream::{ClusterRuntime, ClusterStats, DEFAULT_CONNECT_TIMEOUT};
+
+pub(super) async fn forward_upgrade(
+    cluster: &Arc<ClusterRuntime>,
+    mut request: Request<Incoming>,
+    authority: &str,
+    connection: Option<HeaderValue>,
+    upgrade: Option<HeaderValue>,
+    hash: Option<u64>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let Some(index) = cluster.pick(hash, &[]) else {
+        outcome.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        return local::reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy upstream",
+            false,
+        );
+    };
+    let address = cluster.endpoints[index].address;
+    outcome.upstream = Some(address);
+    let timeout = cluster
+        .config
+        .connect_timeout
+        .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.as_std());
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => stream,
+        _ => {
+            ClusterStats::bump(&cluster.stats.connect_failures);
+            outcome
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            return local::reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers",
+                false,
+            );
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok((mut sender, connection_task)) =
+        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream)).await
+    else {
+        outcome
+            .flags
+            .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+        return local::reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers",
+            false,
+        );
+    };
+    tokio::spawn(async move {
+        if let Err(error) = connection_task.with_upgrades().await {
+            tracing::debug!(%error, "upgraded upstream connection ended");
+        }
+    });
+
+    let downstream_upgrade = hyper::upgrade::on(&mut request);
+    let (parts, _) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let mut upstream = Request::new(crate::body::empty());
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = path.parse().unwrap_or_default();
+    *upstream.headers_mut() = parts.headers;
+    let headers = upstream.headers_mut();
+    if let Ok(host) = HeaderValue::from_str(authority) {
+        headers.insert(header::HOST, host);
+    }
+    headers.insert(
+        header::CONNECTION,
+        connection.unwrap_or_else(|| HeaderValue::from_static("upgrade")),
+    );
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+    }
+
+    let mut response = match sender.send_request(upstream).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%error, "upstream refused the upgrade request");
+            outcome
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+            return local::reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers",
+                false,
+            );
+        }
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return response.map(http_body_util::BodyExt::boxed);
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        match tokio::try_join!(downstream_upgrade, upstream_upgrade) {
+            Ok((downstream, upstream)) => {
+                let mut downstream = TokioIo::new(downstream);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(error) =
+                    tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await
+                {
+                    tracing::debug!(%error, "upgraded connection ended");
+                }
+            }
+            Err(error) => tracing::debug!(%error, "upgrade failed"),
+        }
+    });
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, crate::body::empty())
+}

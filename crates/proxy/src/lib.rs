@@ -1,0 +1,230 @@
+//! `trellis-proxy`: the data plane. One process serves as a sidecar, an ingress gateway or an
+//! egress gateway, depending only on its configuration.
+//!
+//! - [`state`]: the configuration in force, an immutable snapshot swapped whole on updates;
+//! - [`listener`]: accept loops, protocol detection ([`detect`]), HTTP and TCP serving;
+//! - [`http`]: the HTTP connection manager (routing with [`router`], forwarding, retries,
+//!   timeouts, upgrades);
+//! - [`tcp`]: the TCP proxy;
+//! - [`upstream`] and [`balance`]: clusters, connection pools and load balancing;
+//! - [`telemetry`]: metrics, access logs, response flags;
+//! - [`admin`]: the admin endpoints (`/ready`, `/stats/prometheus`, `/config_dump`, ...).
+
+pub mod admin;
+pub mod balance;
+pub mod body;
+pub mod detect;
+pub mod http;
+pub mod listener;
+pub mod router;
+pub mod standalone;
+pub mod state;
+pub mod tcp;
+pub mod telemetry;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ::http::Response;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trellis_proxy_config::Config;
+
+use crate::body::Body;
+use crate::http::Outcome;
+use crate::http::tracked::{BodyEnd, Tracked};
+use crate::listener::{Connections, Limits};
+use crate::state::ConfigStore;
+use crate::tcp::TcpOutcome;
+use crate::telemetry::{
+    AccessLog, AccessLogEntry, EdgeMetrics, HttpRequestInfo, Metrics, ProxyIdentity,
+    RequestOutcome, RequestProtocol, ResponseFlags,
+};
+
+/// Everything the proxy's connections share.
+#[derive(Debug)]
+pub struct Proxy {
+    pub config: ConfigStore,
+    pub connections: Arc<Connections>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    /// Limits applied to clients (header size, header read timeout).
+    pub limits: Limits,
+    /// Where requests that reach no cluster are counted.
+    unrouted: Arc<EdgeMetrics>,
+}
+
+impl Proxy {
+    /// A proxy with default identity and no access log (tests, tools).
+    pub fn new(config: Config) -> Arc<Self> {
+        Self::with_telemetry(
+            config,
+            Arc::new(Metrics::new(&ProxyIdentity::default())),
+            AccessLog::off(),
+        )
+    }
+
+    pub fn with_telemetry(
+        config: Config,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+    ) -> Arc<Self> {
+        Self::with_options(config, metrics, access_log, Limits::default())
+    }
+
+    pub fn with_options(
+        config: Config,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        limits: Limits,
+    ) -> Arc<Self> {
+        let unrouted = metrics.outbound(None, None);
+        Arc::new(Self {
+            config: ConfigStore::new(config, metrics.clone()),
+            connections: Arc::default(),
+            metrics,
+            access_log,
+            limits,
+            unrouted,
+        })
+    }
+
+    /// Sends a response on its way, recording the request (metrics, access log) when the
+    /// response body ends.
+    pub(crate) fn finish(
+        self: &Arc<Self>,
+        mut outcome: Outcome,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        outcome.status = response.status().as_u16();
+        if outcome.grpc {
+            outcome.grpc_status = crate::http::tracked::grpc_status(response.headers());
+        }
+        let proxy = self.clone();
+        response.map(|body| {
+            let tracked = Tracked::new(body, move |end| proxy.record(outcome, end));
+            http_body_util::BodyExt::boxed(tracked)
+        })
+    }
+
+    fn record(&self, mut outcome: Outcome, end: BodyEnd) {
+        if end.source_failed {
+            outcome
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+        } else if end.incomplete {
+            outcome
+                .flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        }
+        if end.grpc_status.is_some() {
+            outcome.grpc_status = end.grpc_status;
+        }
+        let duration = outcome.started.elapsed();
+        let edge = outcome
+            .cluster
+            .as_ref()
+            .map_or(&self.unrouted, |c| &c.metrics);
+        edge.record_request(&RequestOutcome {
+            protocol: if outcome.grpc {
+                RequestProtocol::Grpc
+            } else {
+                RequestProtocol::Http
+            },
+            response_code: outcome.status,
+            grpc_status: outcome.grpc_status,
+            flags: outcome.flags,
+            duration,
+            request_bytes: outcome.bytes_received,
+            response_bytes: end.bytes,
+        });
+        if self.access_log.is_enabled() {
+            fn header(value: &Option<::http::HeaderValue>) -> Option<&str> {
+                value.as_ref().and_then(|v| v.to_str().ok())
+            }
+            self.access_log.log(&AccessLogEntry {
+                duration,
+                request: Some(HttpRequestInfo {
+                    method: outcome.method.as_str(),
+                    path: &outcome.path,
+                    version: outcome.version,
+                    authority: Some(&outcome.authority),
+                    user_agent: header(&outcome.user_agent),
+                    request_id: header(&outcome.request_id),
+                    x_forwarded_for: header(&outcome.forwarded_for),
+                }),
+                response_code: outcome.status,
+                response_flags: outcome.flags,
+                response_code_details: Some(outcome.details()),
+                bytes_received: outcome.bytes_received,
+                bytes_sent: end.bytes,
+                upstream_service_time: outcome.upstream_service_time,
+                upstream_host: outcome.upstream,
+                upstream_cluster: outcome.cluster.as_ref().map(|c| c.config.name.as_str()),
+                route_name: outcome.route.as_deref(),
+                downstream_local_address: Some(outcome.local),
+                downstream_remote_address: Some(outcome.peer),
+                ..AccessLogEntry::new(outcome.started_at)
+            });
+        }
+    }
+
+    /// The access log line of a TCP connection.
+    pub(crate) fn record_tcp(&self, outcome: &TcpOutcome) {
+        if self.access_log.is_enabled() {
+            self.access_log.log(&AccessLogEntry {
+                duration: outcome.started.elapsed(),
+                response_flags: outcome.flags,
+                bytes_received: outcome.received,
+                bytes_sent: outcome.sent,
+                upstream_host: outcome.upstream,
+                upstream_cluster: outcome.cluster.as_ref().map(|c| c.config.name.as_str()),
+                downstream_local_address: Some(outcome.local),
+                downstream_remote_address: Some(outcome.peer),
+                ..AccessLogEntry::new(outcome.started_at)
+            });
+        }
+    }
+
+    /// The proxy's metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+}
+
+/// A listener bound and served.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+/// Binds every listener of the configuration in force and serves them until `drain` turns
+/// true. Returns the bound addresses (a configured port 0 gets a free port).
+pub async fn start(
+    proxy: &Arc<Proxy>,
+    drain: watch::Receiver<bool>,
+) -> std::io::Result<Vec<Bound>> {
+    let snapshot = proxy.config.load();
+    let mut bound = Vec::new();
+    for spec in &snapshot.config.listeners {
+        let listener = TcpListener::bind(spec.address).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listener {} on {}: {e}", spec.name, spec.address),
+            )
+        })?;
+        bound.push(Bound {
+            name: spec.name.clone(),
+            address: listener.local_addr()?,
+        });
+        tokio::spawn(listener::serve(
+            proxy.clone(),
+            listener,
+            spec.name.clone(),
+            drain.clone(),
+        ));
+    }
+    Ok(bound)
+}

@@ -1,0 +1,254 @@
+//! Listeners: accept connections, decide what they speak, and serve them: HTTP through the
+//! connection manager, anything else through the TCP proxy.
+//!
+//! Each listener runs one accept loop; each connection runs in a task of its own. On drain a
+//! listener stops accepting, asks HTTP connections to finish their requests and close, and
+//! waits (up to the drain deadline) for every connection to end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use trellis_proxy_config::ListenerProtocol;
+
+use crate::Proxy;
+use crate::detect::{self, Prefixed, Protocol};
+use crate::http::Downstream;
+
+/// A client has this long to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request headers larger than this get 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a detecting listener waits for a client's first bytes.
+pub const DEFAULT_DETECTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections open across all listeners, so drain can wait for them.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Connections {
+    fn enter(self: &Arc<Self>) -> ConnectionGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no connection is open.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// Limits the HTTP listeners apply to clients; the default is what the proxy runs with, tests
+/// shorten them (see [`Proxy::with_options`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client has to send a request's headers ([`HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// The HTTP server settings every listener uses, with the default [`Limits`].
+pub fn http_builder() -> auto::Builder<TokioExecutor> {
+    http_builder_with(&Limits::default())
+}
+
+/// The HTTP server settings every listener uses.
+pub fn http_builder_with(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(1024);
+    builder
+}
+
+/// Serves a listener until `drain` turns true.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    name: String,
+    mut drain: watch::Receiver<bool>,
+) {
+    let builder = http_builder_with(&proxy.limits);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = draining(&mut drain) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, listener = %name, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let guard = proxy.connections.enter();
+        let proxy = proxy.clone();
+        let name = name.clone();
+        let builder = builder.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            connection(proxy, stream, peer, local, &name, builder, drain).await;
+        });
+    }
+}
+
+async fn connection(
+    proxy: Arc<Proxy>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: &str,
+    builder: auto::Builder<TokioExecutor>,
+    drain: watch::Receiver<bool>,
+) {
+    let snapshot = proxy.config.load();
+    let Some(spec) = snapshot
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+    else {
+        return; // the listener was removed from the configuration
+    };
+    match spec.protocol.clone() {
+        ListenerProtocol::Http { route_table } => {
+            // hyper-util's version sniffing has no timeout of its own: a client that sent
+            // nothing, or half the HTTP/2 preface, would otherwise hold its connection forever.
+            let mut watching = drain.clone();
+            let first = tokio::select! {
+                first = first_bytes(&mut stream, proxy.limits.header_read_timeout) => first,
+                () = draining(&mut watching) => None,
+            };
+            let Some(prefix) = first else { return };
+            serve_http(
+                proxy,
+                Prefixed::new(prefix, stream),
+                peer,
+                local,
+                route_table,
+                builder,
+                drain,
+            )
+            .await;
+        }
+        ListenerProtocol::Tcp { cluster } => {
+            crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
+        }
+        ListenerProtocol::Detect {
+            route_table,
+            tcp_cluster,
+            detection_timeout,
+        } => {
+            let timeout = detection_timeout.map_or(DEFAULT_DETECTION_TIMEOUT, |t| t.as_std());
+            let (protocol, prefix) = match detect::detect(&mut stream, timeout).await {
+                Ok(detected) => detected,
+                Err(_) => return,
+            };
+            let stream = Prefixed::new(prefix, stream);
+            match (protocol, tcp_cluster) {
+                (Protocol::Http1 | Protocol::Http2, _) => {
+                    serve_http(proxy, stream, peer, local, route_table, builder, drain).await
+                }
+                (_, Some(cluster)) => {
+                    crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
+                }
+                (_, None) => {}
+            }
+        }
+    }
+}
+
+/// The first bytes of an HTTP connection, once they are enough to tell what it speaks (garbage
+/// included: hyper answers that with 400); `None` when the client closes or stalls first.
+async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<bytes::Bytes> {
+    let (_, prefix) = detect::detect(stream, timeout).await.ok()?;
+    detect::classify(&prefix).is_some().then_some(prefix)
+}
+
+async fn serve_http<S>(
+    proxy: Arc<Proxy>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    route_table: String,
+    builder: auto::Builder<TokioExecutor>,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let downstream = Arc::new(Downstream {
+        peer,
+        local,
+        route_table: Arc::from(route_table),
+    });
+    let service =
+        service_fn(move |request| crate::http::handle(proxy.clone(), downstream.clone(), request));
+    let mut connection =
+        std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = draining(&mut drain) => {
+            // Finish the requests in progress, then close (HTTP/2 sends GOAWAY).
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, %peer, "downstream connection ended with an error");
+    }
+}
+
+/// Resolves once `drain` turns true (or its sender is gone).
+pub async fn draining(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|draining| *draining).await;
+}

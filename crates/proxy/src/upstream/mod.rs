@@ -1,0 +1,86 @@
+//! Clusters at run time: their endpoints (with load, latency and connection pools) and the
+//! balancer that picks among them.
+//!
+//! A cluster's runtime survives configuration updates that leave the cluster unchanged, so its
+//! pooled connections and load statistics carry over.
+
+mod pool;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use trellis_proxy_config::{Cluster, UpstreamProtocol};
+
+pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, SendError, Version};
+
+use crate::balance::{self, Balancer, EndpointState};
+use crate::telemetry::{EdgeMetrics, Metrics};
+
+/// One cluster, ready to take requests.
+#[derive(Debug)]
+pub struct ClusterRuntime {
+    pub config: Cluster,
+    pub endpoints: Vec<EndpointState>,
+    pools: Vec<Arc<EndpointPool>>,
+    balancer: Box<dyn Balancer>,
+    pub stats: ClusterStats,
+    /// Where requests to this cluster are counted (Istio's metrics, labelled by its service).
+    pub metrics: Arc<EdgeMetrics>,
+}
+
+/// Counters shown by `/clusters`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub requests: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub resets: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub retries: AtomicU64,
+    pub no_endpoint: AtomicU64,
+}
+
+impl ClusterStats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl ClusterRuntime {
+    pub fn new(config: &Cluster, metrics: &Metrics) -> Self {
+        let connect_timeout = config.connect_timeout.map(|d| d.as_std());
+        let idle_timeout = config.idle_timeout.map(|d| d.as_std());
+        Self {
+            endpoints: config.endpoints.iter().map(EndpointState::new).collect(),
+            pools: config
+                .endpoints
+                .iter()
+                .map(|e| EndpointPool::new(e.address, connect_timeout, idle_timeout))
+                .collect(),
+            balancer: balance::build(&config.load_balancer, &config.endpoints),
+            stats: ClusterStats::default(),
+            metrics: metrics.outbound(config.service.as_ref(), None),
+            config: config.clone(),
+        }
+    }
+
+    /// An endpoint for the next request, skipping those in `avoid` when others exist.
+    pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
+        self.balancer.pick(&self.endpoints, hash, avoid)
+    }
+
+    pub fn pool(&self, endpoint: usize) -> &Arc<EndpointPool> {
+        &self.pools[endpoint]
+    }
+
+    /// The HTTP version to speak upstream for a request that arrived as `downstream`.
+    pub fn version_for(&self, downstream: http::Version) -> Version {
+        match self.config.protocol {
+            UpstreamProtocol::Http1 => Version::Http1,
+            UpstreamProtocol::Http2 => Version::Http2,
+            UpstreamProtocol::SameAsDownstream if downstream == http::Version::HTTP_2 => {
+                Version::Http2
+            }
+            UpstreamProtocol::SameAsDownstream => Version::Http1,
+        }
+    }
+}

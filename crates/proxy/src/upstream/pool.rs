@@ -1,0 +1,290 @@
+//! Connections to one endpoint: a pool of idle HTTP/1.1 connections, or one shared HTTP/2
+//! connection that multiplexes every request.
+//!
+//! The proxy keeps its own pools (rather than a generic HTTP client) so that the request it
+//! sends keeps the authority the client wrote while the connection goes to the endpoint the
+//! balancer chose.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+/// Idle HTTP/1.1 connections kept per endpoint, at most.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
+/// The connect timeout when a cluster sets none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle connection is kept when a cluster sets no idle timeout.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request could not be sent, or got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connecting to {address} failed: {source}")]
+    Connect {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {address} timed out after {timeout:?}")]
+    ConnectTimeout {
+        address: SocketAddr,
+        timeout: Duration,
+    },
+    #[error("HTTP handshake with {address} failed: {source}")]
+    Handshake {
+        address: SocketAddr,
+        source: hyper::Error,
+    },
+    /// The request was sent (at least in part) and the connection failed before a response.
+    #[error("{address} reset or closed the connection before responding: {source}")]
+    Reset {
+        address: SocketAddr,
+        source: hyper::Error,
+        refused_stream: bool,
+    },
+}
+
+impl SendError {
+    /// Whether the endpoint was never reached (the request can go elsewhere untouched).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. }
+        )
+    }
+}
+
+/// HTTP version spoken to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http1,
+    Http2,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// The connections to one endpoint.
+pub struct EndpointPool {
+    address: SocketAddr,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+    shared: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+}
+
+impl std::fmt::Debug for EndpointPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointPool")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointPool {
+    pub fn new(
+        address: SocketAddr,
+        connect_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            address,
+            connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            idle: Mutex::new(Vec::new()),
+            shared: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Idle HTTP/1.1 connections right now (for `/clusters`).
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
+    }
+
+    /// Sends a request and waits for the response headers. For HTTP/1.1 the request's URI
+    /// should be in origin form (the `host` header carries the authority); for HTTP/2 it should
+    /// be absolute, its authority becoming `:authority`.
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Request<Body>,
+        version: Version,
+    ) -> Result<Response<Incoming>, SendError> {
+        match version {
+            Version::Http1 => self.send_http1(request).await,
+            Version::Http2 => self.send_http2(request).await,
+        }
+    }
+
+    async fn send_http1(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        // A pooled connection the endpoint closed meanwhile hands the request back unsent;
+        // it then goes on a fresh connection. At most once per pooled connection tried.
+        loop {
+            let (mut sender, pooled) = match self.take_idle() {
+                Some(sender) => (sender, true),
+                None => (self.connect_http1().await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.recycle(sender);
+                    return Ok(response);
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if pooled => request = unsent,
+                    _ => {
+                        let source = failed.into_error();
+                        return Err(SendError::Reset {
+                            address: self.address,
+                            refused_stream: false,
+                            source,
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(candidate) = idle.pop() {
+            if candidate.sender.is_ready() && candidate.since.elapsed() < self.idle_timeout {
+                return Some(candidate.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns the connection to the pool once its current response has been read.
+    fn recycle(self: &Arc<Self>, mut sender: http1::SendRequest<Body>) {
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok()
+                && let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < MAX_IDLE_PER_ENDPOINT
+            {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        });
+    }
+
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
+        let address = self.address;
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| SendError::ConnectTimeout {
+                address,
+                timeout: self.connect_timeout,
+            })?
+            .map_err(|source| SendError::Connect { address, source })?;
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
+        let io = self.connect().await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|source| SendError::Handshake {
+                address: self.address,
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send_http2(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut fresh = false;
+        loop {
+            let mut sender = self.http2_sender(fresh).await?;
+            if sender.ready().await.is_err() {
+                if fresh {
+                    return Err(SendError::Connect {
+                        address: self.address,
+                        source: std::io::Error::other("HTTP/2 connection closed at once"),
+                    });
+                }
+                fresh = true;
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        fresh = true;
+                    }
+                    _ => {
+                        let source = failed.into_error();
+                        let refused_stream = is_refused_stream(&source);
+                        return Err(SendError::Reset {
+                            address: self.address,
+                            refused_stream,
+                            source,
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    /// The shared HTTP/2 connection, made if there is none (or `replace` says the current one
+    /// failed).
+    async fn http2_sender(&self, replace: bool) -> Result<http2::SendRequest<Body>, SendError> {
+        let mut shared = self.shared.lock().await;
+        if let Some(sender) = shared.as_ref().filter(|s| !replace && !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let io = self.connect().await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|source| SendError::Handshake {
+                address: self.address,
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/2 connection ended");
+            }
+        });
+        *shared = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+fn is_refused_stream(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.to_string().contains("REFUSED_STREAM") || e.to_string().contains("refused stream") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

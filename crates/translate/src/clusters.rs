@@ -1,0 +1,179 @@
+//! Clusters: one per (host, port, subset) that routes and listeners send to, named as Istio
+//! names them (`outbound|9080|v1|reviews.default.svc.cluster.local`).
+//!
+//! Endpoints are the registry's endpoints of the host that serve the port, filtered by the
+//! subset's labels. The DestinationRule in force ([`crate::destination_rules`]) sets the load
+//! balancer, `connectionPool.tcp.connectTimeout` (the connect timeout) and
+//! `connectionPool.http.idleTimeout` (the idle timeout of pooled connections; `0s`, which
+//! turns it off in Istio, leaves it unset). The upstream protocol is HTTP/2 for HTTP2, GRPC and
+//! GRPC-Web ports, the client's protocol with `useClientProtocol`, HTTP/2 with
+//! `h2UpgradePolicy: UPGRADE` on an HTTP port (or one with no declared protocol), else HTTP/1.1.
+//!
+//! A host the registry lacks gives a cluster without endpoints (requests get 503 with flag UH);
+//! a subset no rule defines gives no cluster at all, as in Istio (503 NC). The reference is
+//! reported where it is written ([`crate::destinations`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use trellis_api::networking::H2UpgradePolicy;
+use trellis_api::types::{Duration, Protocol, labels_match};
+use trellis_proxy_config::{Cluster, Endpoint, ServiceRef, UpstreamProtocol};
+
+use crate::context::{Output, Scope};
+use crate::destination_rules::{self, Policy, Sourced};
+use crate::load_balancer;
+use crate::registry::ServicePort;
+use crate::warnings::Warnings;
+
+/// What a cluster stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ClusterKey {
+    /// Fully qualified.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) subset: Option<String>,
+}
+
+impl ClusterKey {
+    /// Istio's name: `outbound|PORT|SUBSET|HOST`.
+    pub(crate) fn name(&self) -> String {
+        format!(
+            "outbound|{}|{}|{}",
+            self.port,
+            self.subset.as_deref().unwrap_or_default(),
+            self.host
+        )
+    }
+}
+
+/// Every cluster `out` refers to that can exist, by name.
+pub(crate) fn build(cx: &Scope<'_>, out: &mut Output) -> BTreeMap<String, Cluster> {
+    let mut clusters = BTreeMap::new();
+    for key in &out.clusters {
+        if let Some(cluster) = cluster(cx, key, &mut out.warnings) {
+            clusters.insert(cluster.name.clone(), cluster);
+        }
+    }
+    clusters
+}
+
+fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<Cluster> {
+    let service = cx.service(&key.host);
+    let rules = destination_rules::lookup(cx, &key.host, service.map(|s| s.namespace.as_str()));
+    let subset = match &key.subset {
+        None => None,
+        Some(name) => Some(rules.as_ref()?.subset(name)?),
+    };
+    let policy = Policy::new(rules.as_ref(), subset, key.port);
+    policy.warn_unsupported(warnings);
+    let port = service.and_then(|s| s.port(key.port));
+    let endpoints = match (service, port) {
+        (Some(service), Some(_)) => service
+            .endpoints
+            .iter()
+            .filter(|e| subset.is_none_or(|s| labels_match(&s.subset.labels, &e.labels)))
+            .filter_map(|e| {
+                let target = *e.ports.get(&key.port)?;
+                Some(Endpoint {
+                    address: SocketAddr::new(e.address, target),
+                    weight: e.weight,
+                    labels: e.labels.clone(),
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let pool = policy.connection_pool.as_ref();
+    if let Some(pool) = pool {
+        warn_unsupported_pool(pool, warnings);
+    }
+    let tcp = pool.and_then(|p| p.value.tcp.as_ref());
+    let http = pool.and_then(|p| p.value.http.as_ref());
+    Some(Cluster {
+        name: key.name(),
+        load_balancer: load_balancer::translate(policy.load_balancer.as_ref(), warnings),
+        endpoints,
+        protocol: upstream_protocol(port, pool),
+        connect_timeout: tcp.and_then(|t| t.connect_timeout),
+        idle_timeout: http
+            .and_then(|h| h.idle_timeout)
+            .filter(|d| *d != Duration::default()),
+        service: service.map(|s| ServiceRef {
+            host: s.host.clone(),
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+            subset: key.subset.clone(),
+        }),
+    })
+}
+
+fn upstream_protocol(
+    port: Option<&ServicePort>,
+    pool: Option<&Sourced<'_, trellis_api::networking::ConnectionPoolSettings>>,
+) -> UpstreamProtocol {
+    let http = pool.and_then(|p| p.value.http.as_ref());
+    let protocol = port.and_then(|p| p.protocol);
+    if http.and_then(|h| h.use_client_protocol) == Some(true) {
+        return UpstreamProtocol::SameAsDownstream;
+    }
+    if matches!(
+        protocol,
+        Some(Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb)
+    ) {
+        return UpstreamProtocol::Http2;
+    }
+    let upgrade = http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
+    if upgrade && matches!(protocol, None | Some(Protocol::Http)) {
+        return UpstreamProtocol::Http2;
+    }
+    UpstreamProtocol::Http1
+}
+
+/// Connection-pool limits the proxy does not enforce yet.
+fn warn_unsupported_pool(
+    pool: &Sourced<'_, trellis_api::networking::ConnectionPoolSettings>,
+    warnings: &mut Warnings,
+) {
+    if let Some(tcp) = &pool.value.tcp {
+        for (field, present) in [
+            ("tcp.maxConnections", tcp.max_connections.is_some()),
+            ("tcp.tcpKeepalive", tcp.tcp_keepalive.is_some()),
+            (
+                "tcp.maxConnectionDuration",
+                tcp.max_connection_duration.is_some(),
+            ),
+            ("tcp.idleTimeout", tcp.idle_timeout.is_some()),
+        ] {
+            if present {
+                pool.unsupported(field, warnings);
+            }
+        }
+    }
+    if let Some(http) = &pool.value.http {
+        for (field, present) in [
+            (
+                "http.http1MaxPendingRequests",
+                http.http1_max_pending_requests.is_some(),
+            ),
+            ("http.http2MaxRequests", http.http2_max_requests.is_some()),
+            (
+                "http.maxRequestsPerConnection",
+                http.max_requests_per_connection.is_some(),
+            ),
+            ("http.maxRetries", http.max_retries.is_some()),
+            (
+                "http.maxConcurrentStreams",
+                http.max_concurrent_streams.is_some(),
+            ),
+            ("http.http2KeepAlive", http.http2_keep_alive.is_some()),
+        ] {
+            if present {
+                pool.unsupported(field, warnings);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+use std::collections::BTreeSet;
+
+use trellis_api::types::{Duration, Regex};
+use trellis_proxy_config::{
+    Action, DirectResponse, HeaderChanges, HeaderOperations, Redirect, RedirectPort, RetryOn,
+    RetryPolicy, Rewrite, WeightedCluster,
+};
+
+use crate::testing::{assert_warned, forward, http_rules, star_routes};
+
+const A: &str = "outbound|80||a.default.svc.cluster.local";
+const B: &str = "outbound|80||b.default.svc.cluster.local";
+
+fn changes(set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]) -> HeaderChanges {
+    let pairs = |p: &[(&str, &str)]| {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    HeaderChanges {
+        set: pairs(set),
+        add: pairs(add),
+        remove: remove.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+#[test]
+fn weights_and_destination_headers() {
+    let t = http_rules(
+        r#"
+- name: split
+  route:
+  - destination: {host: a}
+    weight: 90
+    headers: {request: {set: {x-canary: "no"}}, response: {remove: [x-internal]}}
+  - destination: {host: b, port: {number: 80}}
+    weight: 10
+  - destination: {host: reviews, subset: v1}
+"#,
+        "",
+    );
+    let routes = star_routes(&t);
+    assert_eq!(routes[0].name, "split");
+    let f = forward(&routes[0]);
+    assert_eq!(
+        f.destinations,
+        [
+            WeightedCluster {
+                cluster: A.into(),
+                weight: 90,
+                headers: HeaderOperations {
+                    request: changes(&[("x-canary", "no")], &[], &[]),
+                    response: changes(&[], &[], &["x-internal"])
+                },
+            },
+            WeightedCluster {
+                cluster: B.into(),
+                weight: 10,
+                headers: HeaderOperations::default()
+            },
+        ],
+        "a destination without weight among several gets no traffic"
+    );
+    assert!(
+        !t.config
+            .clusters
+            .contains_key("outbound|80|v1|reviews.default.svc.cluster.local")
+    );
+}
+
+#[test]
+fn a_lone_destination_gets_everything() {
+    let t = http_rules("- route: [{destination: {host: a}, weight: 0}]", "");
+    assert_eq!(forward(&star_routes(&t)[0]).destinations[0].weight, 100);
+}
+
+#[test]
+fn rewrites_headers_and_timeout() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {regex: "^/old/(.*)$"}}]
+  route: [{destination: {host: b}}]
+  rewrite: {uriRegexRewrite: {match: "^/old/(.*)$", rewrite: "/new/\\1"}}
+  headers: {request: {set: {Host: b.example.com}}}
+- route: [{destination: {host: a}}]
+  rewrite: {uri: /v2/, authority: internal.a}
+  timeout: 2.5s
+  headers:
+    request: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}
+    response: {set: {x-d: "4"}}
+"#,
+        "",
+    );
+    let routes = star_routes(&t);
+    assert!(routes[1].matches.is_empty());
+    let first = forward(&routes[1]);
+    assert_eq!(
+        first.rewrite,
+        Some(Rewrite {
+            path_prefix: Some("/v2/".into()),
+            path_regex: None,
+            authority: Some("internal.a".into())
+        })
+    );
+    assert_eq!(first.timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(
+        routes[1].headers,
+        HeaderOperations {
+            request: changes(&[("x-a", "1")], &[("x-b", "2")], &["x-c"]),
+            response: changes(&[("x-d", "4")], &[], &[])
+        }
+    );
+    let regex = forward(&routes[0]);
+    assert_eq!(regex.timeout, None);
+    assert_eq!(
+        regex.rewrite,
+        Some(Rewrite {
+            path_prefix: None,
+            path_regex: Some((Regex::new("^/old/(.*)$").unwrap(), "/new/\\1".into())),
+            authority: Some("b.example.com".into()),
+        }),
+        "setting the host header rewrites the authority"
+    );
+    assert!(
+        routes[0].headers.is_empty(),
+        "the host header is not set as well"
+    );
+}
+
+#[test]
+fn redirects() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {prefix: /a}}]
+  redirect: {uri: /b, authority: new.example.com, port: 8443, scheme: https, redirectCode: 308}
+- match: [{uri: {prefix: /c}}]
+  redirect: {prefixRewrite: /d, derivePort: FROM_REQUEST_PORT}
+- match: [{uri: {prefix: /e}}]
+  redirect: {uri: /f, derivePort: FROM_PROTOCOL_DEFAULT, redirectCode: 302}
+"#,
+        "",
+    );
+    let actions: Vec<Action> = star_routes(&t).into_iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::Redirect(Redirect {
+                status: 308,
+                scheme: Some("https".into()),
+                authority: Some("new.example.com".into()),
+                port: Some(RedirectPort::Number(8443)),
+                path: Some("/b".into()),
+                prefix: None,
+            }),
+            Action::Redirect(Redirect {
+                status: 301,
+                scheme: None,
+                authority: None,
+                port: Some(RedirectPort::FromRequest),
+                path: None,
+                prefix: Some("/d".into()),
+            }),
+            Action::Redirect(Redirect {
+                status: 302,
+                scheme: None,
+                authority: None,
+                port: Some(RedirectPort::FromScheme),
+                path: Some("/f".into()),
+                prefix: None,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn direct_responses() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {exact: /text}}]
+  directResponse: {status: 503, body: {string: "down for maintenance"}}
+- match: [{uri: {exact: /bytes}}]
+  directResponse: {status: 200, body: {bytes: dGhpcyBpcyBhIHRlc3Q=}}
+- match: [{uri: {exact: /binary}}]
+  directResponse: {status: 200, body: {bytes: "//79"}}
+- match: [{uri: {exact: /empty}}]
+  directResponse: {status: 204}
+"#,
+        "",
+    );
+    let actions: Vec<Action> = star_routes(&t).into_iter().map(|r| r.action).collect();
+    let response = |status, body: Option<&str>| {
+        Action::DirectResponse(DirectResponse {
+            status,
+            body: body.map(str::to_owned),
+        })
+    };
+    assert_eq!(
+        actions,
+        [
+            response(503, Some("down for maintenance")),
+            response(200, Some("this is a test")),
+            response(200, None),
+            response(204, None),
+        ]
+    );
+    assert_warned(&t, &["spec.http[2].directResponse.body.bytes", "non-UTF-8"]);
+}
+
+#[test]
+fn retries() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {exact: /default}}]
+  route: [{destination: {host: a}}]
+- match: [{uri: {exact: /off}}]
+  route: [{destination: {host: a}}]
+  retries: {attempts: 0}
+- match: [{uri: {exact: /custom}}]
+  route: [{destination: {host: a}}]
+  retries: {attempts: 4, perTryTimeout: 1s, retryOn: "gateway-error,connect-failure,503,429,reset-before-request", backoff: 100ms}
+- match: [{uri: {exact: /attempts-only}}]
+  route: [{destination: {host: a}}]
+  retries: {attempts: 1, retryIgnorePreviousHosts: false}
+"#,
+        "",
+    );
+    let retries: Vec<Option<RetryPolicy>> = star_routes(&t)
+        .iter()
+        .map(|r| forward(r).retry.clone())
+        .collect();
+    assert_eq!(retries[0], Some(RetryPolicy::mesh_default()));
+    assert_eq!(retries[1], None);
+    assert_eq!(
+        retries[2],
+        Some(RetryPolicy {
+            attempts: 4,
+            per_try_timeout: Some(Duration::from_millis(1000)),
+            retry_on: BTreeSet::from([
+                RetryOn::GatewayError,
+                RetryOn::ConnectFailure,
+                RetryOn::RetriableStatusCodes
+            ]),
+            retriable_status_codes: BTreeSet::from([429, 503]),
+            backoff: Duration::from_millis(100),
+        })
+    );
+    assert_eq!(
+        retries[3],
+        Some(RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::mesh_default()
+        })
+    );
+    assert_warned(
+        &t,
+        &[
+            "spec.http[2].retries.retryOn",
+            "reset-before-request",
+            "left out",
+        ],
+    );
+    assert_warned(
+        &t,
+        &[
+            "spec.http[3].retries.retryIgnorePreviousHosts",
+            "not supported",
+        ],
+    );
+}
+
+#[test]
+fn fields_the_model_cannot_express_are_reported() {
+    let t = http_rules(
+        r#"
+- route: [{destination: {host: a}}]
+  fault: {abort: {httpStatus: 500, percentage: {value: 10}}}
+  mirror: {host: b}
+  mirrorPercentage: {value: 5}
+  corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
+"#,
+        "",
+    );
+    for field in ["fault", "mirror", "mirrorPercentage", "corsPolicy"] {
+        assert_warned(
+            &t,
+            &[&format!(
+                "VirtualService default/vs: spec.http[0].{field}: not supported yet"
+            )],
+        );
+    }
+    assert_eq!(star_routes(&t).len(), 1, "the rule still routes");
+}
+
+#[test]
+fn unknown_destinations_are_reported_where_written() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {prefix: /x}}]
+  route: [{destination: {host: missing, port: {number: 80}}}]
+- match: [{uri: {prefix: /y}}]
+  route: [{destination: {host: a, port: {number: 81}}}]
+- route: [{destination: {host: reviews, subset: v9}}]
+"#,
+        "",
+    );
+    assert_warned(
+        &t,
+        &[
+            "spec.http[0].route[0].destination",
+            "missing.default.svc.cluster.local is not in the registry",
+            "503 (UH)",
+        ],
+    );
+    assert_warned(
+        &t,
+        &[
+            "spec.http[1].route[0].destination",
+            "has no port 81 (it has 80)",
+        ],
+    );
+    assert_warned(
+        &t,
+        &["spec.http[2].route[0].destination", "subset v9", "503 (NC)"],
+    );
+    let missing = &t.config.clusters["outbound|80||missing.default.svc.cluster.local"];
+    assert!(missing.endpoints.is_empty() && missing.service.is_none());
+    assert!(
+        t.config.clusters["outbound|81||a.default.svc.cluster.local"]
+            .endpoints
+            .is_empty()
+    );
+    assert!(
+        !t.config
+            .clusters
+            .contains_key("outbound|80|v9|reviews.default.svc.cluster.local")
+    );
+}
