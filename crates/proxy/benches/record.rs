@@ -5,12 +5,23 @@
 
 use std::time::{Duration, Instant};
 
-use trellis_proxy::telemetry::{Metrics, ProxyIdentity, RequestOutcome, RequestProtocol, ResponseFlags};
+use trellis_proxy::telemetry::{
+    Metrics, ProxyIdentity, RequestOutcome, RequestProtocol, ResponseFlags,
+};
 use trellis_proxy_config::ServiceRef;
 
 fn main() {
-    let metrics = Metrics::new(&ProxyIdentity { workload: "productpage-v1".into(), namespace: "default".into(), ..ProxyIdentity::default() });
-    let service = ServiceRef { host: "reviews.default.svc.cluster.local".into(), name: "reviews".into(), namespace: "default".into(), subset: None };
+    let metrics = Metrics::new(&ProxyIdentity {
+        workload: "productpage-v1".into(),
+        namespace: "default".into(),
+        ..ProxyIdentity::default()
+    });
+    let service = ServiceRef {
+        host: "reviews.default.svc.cluster.local".into(),
+        name: "reviews".into(),
+        namespace: "default".into(),
+        subset: None,
+    };
     let edge = metrics.outbound(Some(&service), None);
     let codes = [200u16, 200, 200, 404, 503];
     let rounds: u32 = 2_000_000;
@@ -27,5 +38,8 @@ fn main() {
         };
         edge.record_request(std::hint::black_box(&outcome));
     }
-    println!("record_request: {:?} per request ({rounds} requests, one thread)", started.elapsed() / rounds);
+    println!(
+        "record_request: {:?} per request ({rounds} requests, one thread)",
+        started.elapsed() / rounds
+    );
 }

@@ -22,6 +22,7 @@ pub mod state;
 pub mod tcp;
 pub mod telemetry;
 pub mod upstream;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -162,7 +163,7 @@ impl Proxy {
                 upstream_service_time: outcome.upstream_service_time,
                 upstream_host: outcome.upstream,
                 upstream_cluster: outcome.cluster.as_ref().map(|c| c.config.name.as_str()),
-                route_name: outcome.route.as_deref(),
+                route_name: outcome.route.as_ref().map(|r| r.name.as_str()),
                 downstream_local_address: Some(outcome.local),
                 downstream_remote_address: Some(outcome.peer),
                 ..AccessLogEntry::new(outcome.started_at)

@@ -120,8 +120,9 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(args.concurrency))
+    // The main thread runs the admin endpoints, signals and reloads; traffic runs on the
+    // workers (see `trellis_proxy::worker`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
@@ -146,6 +147,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    trellis_proxy::worker::set_count(usize::from(args.concurrency));
     let proxy = Proxy::with_telemetry(loaded.config, metrics, access_log);
     match runtime.block_on(run(args, options, proxy, set_log_level)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,8 +165,8 @@ async fn run(
     set_log_level: admin::SetLogLevel,
 ) -> anyhow::Result<()> {
     let (drain, draining) = watch::channel(false);
-    let bound = trellis_proxy::start(&proxy, draining.clone()).await?;
-    for listener in &bound {
+    let workers = trellis_proxy::worker::run(&proxy, usize::from(args.concurrency), &draining)?;
+    for listener in &workers.bound {
         tracing::info!(listener = %listener.name, address = %listener.address, "listening");
     }
     let admin_listener = TcpListener::bind(args.admin_address)

@@ -22,14 +22,14 @@ pub struct Router {
 
 #[derive(Debug)]
 struct CompiledHost {
-    name: String,
+    name: Arc<str>,
     routes: Vec<Arc<Route>>,
 }
 
 /// What a lookup found.
 #[derive(Debug, Clone)]
 pub struct Matched {
-    pub virtual_host: String,
+    pub virtual_host: Arc<str>,
     pub route: Arc<Route>,
     /// For prefix path matches: how many bytes of the path the prefix covered (rewrites and
     /// prefix redirects replace that part).
@@ -57,7 +57,7 @@ impl Router {
                 }
             }
             router.hosts.push(CompiledHost {
-                name: host.name.clone(),
+                name: Arc::from(host.name.as_str()),
                 routes: host.routes.iter().cloned().map(Arc::new).collect(),
             });
         }

@@ -96,7 +96,7 @@ impl Balancer for RoundRobin {
         }
         // The endpoints tried hold most of the schedule: take the next one not tried, if any.
         let index = next();
-        if all_avoided(self.endpoints, avoid) {
+        if all_avoided(self.endpoints, avoid) || !avoid.contains(&index) {
             return Some(index);
         }
         (1..self.endpoints)

@@ -46,11 +46,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Adds `x-forwarded-for` (appending the client's address), `x-forwarded-proto` and, when the
 /// client sent none, a fresh `x-request-id`. Returns the request id.
 pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: std::net::IpAddr) -> HeaderValue {
-    let forwarded = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {peer}"),
-        None => peer.to_string(),
+    let mut buffer = [0u8; 40];
+    let peer_text = {
+        use std::io::Write as _;
+        let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+        let _ = write!(cursor, "{peer}");
+        let written = cursor.position() as usize;
+        &buffer[..written]
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+    let value = match headers.get(&FORWARDED_FOR) {
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + peer_text.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer_text);
+            HeaderValue::from_bytes(&joined)
+        }
+        None => HeaderValue::from_bytes(peer_text),
+    };
+    if let Ok(value) = value {
         headers.insert(FORWARDED_FOR, value);
     }
     if !headers.contains_key(&FORWARDED_PROTO) {
@@ -68,19 +82,22 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: std::net::IpAddr) -
 
 /// A random version-4 UUID, as Envoy generates request ids.
 pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = fastrand::u128(..).to_be_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let text = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    );
-    HeaderValue::from_str(&text).expect("hex digits and dashes make a header value")
+    let mut text = [0u8; 36];
+    let mut at = 0;
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text[at] = b'-';
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits and dashes make a header value")
 }
 
 /// Applies Istio's header operations in its order: set, add, remove.

@@ -63,7 +63,7 @@ pub async fn handle(
             local::reply(StatusCode::NOT_FOUND, "route not found", grpc),
         ));
     };
-    outcome.route = Some(matched.route.name.clone());
+    outcome.route = Some(matched.route.clone());
 
     let mut response = match &matched.route.action {
         Action::DirectResponse(direct) => local::direct(direct.status, direct.body.as_deref()),

@@ -26,7 +26,7 @@ pub struct Outcome {
     pub grpc: bool,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub route: Option<String>,
+    pub route: Option<Arc<trellis_proxy_config::Route>>,
     pub cluster: Option<Arc<ClusterRuntime>>,
     pub upstream: Option<SocketAddr>,
     pub status: u16,

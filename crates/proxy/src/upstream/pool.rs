@@ -73,11 +73,17 @@ struct Idle {
     since: Instant,
 }
 
-/// The connections to one endpoint.
+/// The connections to one endpoint, kept per worker: a connection is driven by the worker that
+/// made it, so each worker sends on its own connections only.
 pub struct EndpointPool {
     address: SocketAddr,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    workers: Box<[WorkerConnections]>,
+}
+
+#[derive(Default)]
+struct WorkerConnections {
     idle: Mutex<Vec<Idle>>,
     shared: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
 }
@@ -100,8 +106,9 @@ impl EndpointPool {
             address,
             connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
-            idle: Mutex::new(Vec::new()),
-            shared: tokio::sync::Mutex::new(None),
+            workers: (0..crate::worker::count())
+                .map(|_| WorkerConnections::default())
+                .collect(),
         })
     }
 
@@ -109,9 +116,17 @@ impl EndpointPool {
         self.address
     }
 
-    /// Idle HTTP/1.1 connections right now (for `/clusters`).
+    /// Idle HTTP/1.1 connections right now, over all workers (for `/clusters`).
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
+        self.workers
+            .iter()
+            .map(|w| w.idle.lock().map_or(0, |idle| idle.len()))
+            .sum()
+    }
+
+    /// This worker's connections.
+    fn mine(&self) -> &WorkerConnections {
+        &self.workers[crate::worker::current() % self.workers.len()]
     }
 
     /// Sends a request and waits for the response headers. For HTTP/1.1 the request's URI
@@ -160,7 +175,7 @@ impl EndpointPool {
     }
 
     fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.mine().idle.lock().ok()?;
         while let Some(candidate) = idle.pop() {
             if candidate.sender.is_ready() && candidate.since.elapsed() < self.idle_timeout {
                 return Some(candidate.sender);
@@ -174,7 +189,7 @@ impl EndpointPool {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             if sender.ready().await.is_ok()
-                && let Ok(mut idle) = pool.idle.lock()
+                && let Ok(mut idle) = pool.mine().idle.lock()
                 && idle.len() < MAX_IDLE_PER_ENDPOINT
             {
                 idle.push(Idle {
@@ -256,7 +271,7 @@ impl EndpointPool {
     /// The shared HTTP/2 connection, made if there is none (or `replace` says the current one
     /// failed).
     async fn http2_sender(&self, replace: bool) -> Result<http2::SendRequest<Body>, SendError> {
-        let mut shared = self.shared.lock().await;
+        let mut shared = self.mine().shared.lock().await;
         if let Some(sender) = shared.as_ref().filter(|s| !replace && !s.is_closed()) {
             return Ok(sender.clone());
         }
