@@ -359,7 +359,7 @@ fn upstream_request(
 }
 
 /// Whether a response counts as a failed try under the policy.
-fn retryable_response(policy: &RetryPolicy, response: &Response<Incoming>) -> bool {
+fn retryable_response<B>(policy: &RetryPolicy, response: &Response<B>) -> bool {
     let status = response.status().as_u16();
     let on = |c: RetryOn| policy.retry_on.contains(&c);
     if (on(RetryOn::ServerError) && status >= 500)

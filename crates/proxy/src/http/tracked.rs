@@ -24,14 +24,14 @@ pub struct BodyEnd {
 }
 
 /// Wraps a body, calling `done` exactly once when it ends or is dropped.
-pub struct Tracked {
+pub struct Tracked<F: FnOnce(BodyEnd)> {
     inner: Body,
     bytes: u64,
     grpc_status: Option<u32>,
-    done: Option<Box<dyn FnOnce(BodyEnd) + Send + Sync>>,
+    done: Option<F>,
 }
 
-impl std::fmt::Debug for Tracked {
+impl<F: FnOnce(BodyEnd)> std::fmt::Debug for Tracked<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracked")
             .field("bytes", &self.bytes)
@@ -39,13 +39,13 @@ impl std::fmt::Debug for Tracked {
     }
 }
 
-impl Tracked {
-    pub fn new(inner: Body, done: impl FnOnce(BodyEnd) + Send + Sync + 'static) -> Self {
+impl<F: FnOnce(BodyEnd)> Tracked<F> {
+    pub fn new(inner: Body, done: F) -> Self {
         Self {
             inner,
             bytes: 0,
             grpc_status: None,
-            done: Some(Box::new(done)),
+            done: Some(done),
         }
     }
 
@@ -61,7 +61,7 @@ impl Tracked {
     }
 }
 
-impl HttpBody for Tracked {
+impl<F: FnOnce(BodyEnd) + Unpin> HttpBody for Tracked<F> {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -94,7 +94,7 @@ impl HttpBody for Tracked {
     }
 }
 
-impl Drop for Tracked {
+impl<F: FnOnce(BodyEnd)> Drop for Tracked<F> {
     fn drop(&mut self) {
         let ended = self.inner.is_end_stream();
         self.finish(!ended, false);

@@ -136,28 +136,31 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<Body>,
         version: Version,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match version {
             Version::Http1 => self.send_http1(request).await,
-            Version::Http2 => self.send_http2(request).await,
+            Version::Http2 => Ok(self.send_http2(request).await?.map(|body| UpstreamBody {
+                body,
+                recycle: None,
+            })),
         }
     }
 
     async fn send_http1(
         self: &Arc<Self>,
         mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         // A pooled connection the endpoint closed meanwhile hands the request back unsent;
         // it then goes on a fresh connection. At most once per pooled connection tried.
         loop {
-            let (mut sender, pooled) = match self.take_idle() {
+            let (mut sender, pooled) = match self.take_idle().await {
                 Some(sender) => (sender, true),
                 None => (self.connect_http1().await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    self.recycle(sender);
-                    return Ok(response);
+                    let recycle = Some((Arc::clone(self), sender));
+                    return Ok(response.map(|body| UpstreamBody { body, recycle }));
                 }
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if pooled => request = unsent,
@@ -174,30 +177,37 @@ impl EndpointPool {
         }
     }
 
-    fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.mine().idle.lock().ok()?;
-        while let Some(candidate) = idle.pop() {
-            if candidate.sender.is_ready() && candidate.since.elapsed() < self.idle_timeout {
-                return Some(candidate.sender);
+    /// A pooled connection of this worker, ready for a request. A connection returned as its
+    /// last response ended may need a moment before it takes the next one.
+    async fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
+        loop {
+            let candidate = {
+                let mut idle = self.mine().idle.lock().ok()?;
+                idle.pop()?
+            };
+            let mut sender = candidate.sender;
+            if sender.is_closed() || candidate.since.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            if sender.is_ready() || sender.ready().await.is_ok() {
+                return Some(sender);
             }
         }
-        None
     }
 
-    /// Returns the connection to the pool once its current response has been read.
-    fn recycle(self: &Arc<Self>, mut sender: http1::SendRequest<Body>) {
-        let pool = Arc::clone(self);
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok()
-                && let Ok(mut idle) = pool.mine().idle.lock()
-                && idle.len() < MAX_IDLE_PER_ENDPOINT
-            {
-                idle.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
-            }
-        });
+    /// Puts a connection whose response has ended back in this worker's pool.
+    fn recycle(&self, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.mine().idle.lock()
+            && idle.len() < MAX_IDLE_PER_ENDPOINT
+        {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
@@ -290,6 +300,67 @@ impl EndpointPool {
         });
         *shared = Some(sender.clone());
         Ok(sender)
+    }
+}
+
+/// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool when the
+/// body has been read to its end (not when it is dropped part-way: the connection is then
+/// mid-message and is closed).
+pub struct UpstreamBody {
+    body: Incoming,
+    recycle: Option<(Arc<EndpointPool>, http1::SendRequest<Body>)>,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    fn recycle_connection(&mut self) {
+        if let Some((pool, sender)) = self.recycle.take() {
+            pool.recycle(sender);
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if http_body::Body::is_end_stream(&self.body) {
+            self.recycle_connection();
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        // Ended: either it said so, or its last frame left it at the end (a reader that knows
+        // the length may stop polling there).
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            self.recycle_connection();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
