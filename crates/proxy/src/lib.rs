@@ -166,7 +166,7 @@ impl Proxy {
                 route_name: outcome.route.as_ref().map(|r| r.name.as_str()),
                 downstream_local_address: Some(outcome.local),
                 downstream_remote_address: Some(outcome.peer),
-                ..AccessLogEntry::new(outcome.started_at)
+                ..AccessLogEntry::new(std::time::SystemTime::now() - duration)
             });
         }
     }

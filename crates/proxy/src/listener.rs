@@ -74,13 +74,69 @@ impl Drop for ConnectionGuard {
 pub struct Limits {
     /// How long a client has to send a request's headers ([`HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
+    /// How long an HTTP connection may sit with no request in progress before the proxy closes
+    /// it ([`IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
 }
+
+/// Envoy's default: an HTTP connection with no request for an hour is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
         }
+    }
+}
+
+/// Whether a downstream connection has requests in progress, and since when it has had none.
+#[derive(Debug)]
+pub struct Activity {
+    active: AtomicUsize,
+    /// Milliseconds since `epoch` when the last request ended (or the connection opened).
+    idle_since: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            idle_since: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// Marks a request as in progress until the guard is dropped (when its response ends).
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    /// How long the connection has had no request in progress (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
+    }
+}
+
+/// A request in progress on a connection.
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity.idle_since.store(
+            activity.epoch.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        activity.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -226,10 +282,13 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let idle_timeout = proxy.limits.idle_timeout;
+    let activity = Arc::new(Activity::new());
     let downstream = Arc::new(Downstream {
         peer,
         local,
         route_table: Arc::from(route_table),
+        activity: activity.clone(),
     });
     let service =
         service_fn(move |request| crate::http::handle(proxy.clone(), downstream.clone(), request));
@@ -242,9 +301,25 @@ async fn serve_http<S>(
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        () = idle(&activity, idle_timeout) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%error, %peer, "downstream connection ended with an error");
+    }
+}
+
+/// Resolves once the connection has had no request in progress for `timeout`.
+async fn idle(activity: &Activity, timeout: Duration) {
+    loop {
+        let idle = activity.idle_for();
+        if idle >= timeout {
+            return;
+        }
+        // Sleep until the connection could first be idle long enough, then look again.
+        tokio::time::sleep(timeout - idle).await;
     }
 }
 

@@ -123,6 +123,7 @@ async fn a_client_that_stalls_mid_request_is_closed_by_the_header_timeout() {
     track_panics();
     let limits = Limits {
         header_read_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
     };
     let proxy = answering_proxy(limits).await;
     // `exchange_raw` keeps the client's side open, so only the proxy's timeout can end these.
@@ -149,6 +150,7 @@ async fn a_client_that_says_nothing_is_closed_by_the_header_timeout() {
     track_panics();
     let limits = Limits {
         header_read_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
     };
     let proxy = answering_proxy(limits).await;
     for start in [&b""[..], b"PRI * HTTP/2.0\r\n", b"G"] {
@@ -161,6 +163,31 @@ async fn a_client_that_says_nothing_is_closed_by_the_header_timeout() {
         );
     }
     eventually("the silent connections are gone", || {
+        proxy.proxy.connections.open() == 0
+    })
+    .await;
+    assert_no_task_panicked();
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_by_the_idle_timeout() {
+    track_panics();
+    let limits = Limits {
+        idle_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let proxy = answering_proxy(limits).await;
+    // A real HTTP/2 client: one request, then nothing. The connection is alive (settings
+    // exchanged) but idle, and only the idle timeout can end it.
+    let mut sender = connect_h2::<http_body_util::Empty<Bytes>>(proxy.address).await;
+    let request = Request::get(format!("http://{}/", proxy.address))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("a response");
+    drain_body(response.into_body())
+        .await
+        .expect("the whole body");
+    eventually("the idle connection is closed", || {
         proxy.proxy.connections.open() == 0
     })
     .await;

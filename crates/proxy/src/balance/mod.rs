@@ -72,10 +72,7 @@ impl EndpointState {
     /// Notes that a request to this endpoint started; the guard notes when it ends.
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight {
-            endpoint: self,
-            started: Instant::now(),
-        }
+        InFlight { endpoint: self }
     }
 
     /// Folds a measured round trip into the peak-EWMA estimate: a slower sample replaces the
@@ -99,14 +96,6 @@ impl EndpointState {
 #[derive(Debug)]
 pub struct InFlight<'a> {
     endpoint: &'a EndpointState,
-    started: Instant,
-}
-
-impl InFlight<'_> {
-    /// Ends the request, folding its round trip into the endpoint's latency estimate.
-    pub fn finish(self) {
-        self.endpoint.observe(self.started.elapsed());
-    }
 }
 
 impl Drop for InFlight<'_> {

@@ -21,6 +21,8 @@ use crate::upstream::{ClusterRuntime, ClusterStats, SendError, Version};
 /// Request bodies up to this size are kept so the request can be retried; larger ones stream
 /// through once.
 const MAX_RETRY_BODY: usize = 64 * 1024;
+/// How many endpoints already tried a retry steers away from.
+const MAX_AVOIDED: usize = 8;
 /// Backoff grows up to this multiple of the policy's base.
 const MAX_BACKOFF_FACTOR: u32 = 10;
 
@@ -192,15 +194,20 @@ async fn send_with_retries(
 ) -> Response<Body> {
     let grpc = outcome.grpc;
     let attempts = policy.map_or(0, |p| p.attempts);
-    let mut tried: Vec<usize> = Vec::with_capacity(1);
+    // Endpoints tried so far, kept inline (the first few are what steer retries elsewhere).
+    let mut tried = [0usize; MAX_AVOIDED];
+    let mut tried_count = 0;
     let mut retry = 0u32;
     loop {
-        let Some(index) = cluster.pick(hash, &tried) else {
+        let Some(index) = cluster.pick(hash, &tried[..tried_count]) else {
             ClusterStats::bump(&cluster.stats.no_endpoint);
             outcome.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
             return local::reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", grpc);
         };
-        tried.push(index);
+        if tried_count < MAX_AVOIDED {
+            tried[tried_count] = index;
+            tried_count += 1;
+        }
         let Some(try_body) = body.next() else {
             // A streamed body was already sent once; it cannot go again.
             outcome
@@ -236,8 +243,12 @@ async fn send_with_retries(
         let may_retry = retry < attempts && !out_of_time;
         match result {
             Ok(response) => {
-                in_flight.finish();
-                outcome.upstream_service_time = Some(sent.elapsed());
+                let round_trip = sent.elapsed();
+                if cluster.measures_latency() {
+                    endpoint.observe(round_trip);
+                }
+                drop(in_flight);
+                outcome.upstream_service_time = Some(round_trip);
                 let retryable = policy.is_some_and(|p| retryable_response(p, &response));
                 if retryable && may_retry && body.can_repeat() {
                     retry += 1;

@@ -15,7 +15,6 @@ use crate::upstream::ClusterRuntime;
 #[derive(Debug)]
 pub struct Outcome {
     pub started: Instant,
-    pub started_at: std::time::SystemTime,
     pub method: http::Method,
     pub path: String,
     pub version: http::Version,
@@ -34,6 +33,8 @@ pub struct Outcome {
     pub bytes_received: u64,
     pub upstream_service_time: Option<std::time::Duration>,
     pub grpc_status: Option<u32>,
+    /// Keeps the connection from counting as idle until the request is recorded.
+    pub _in_progress: crate::listener::RequestGuard,
 }
 
 impl Outcome {
@@ -74,7 +75,6 @@ impl Outcome {
             .unwrap_or_default();
         Self {
             started,
-            started_at: std::time::SystemTime::now(),
             method: request.method().clone(),
             path: request
                 .uri()
@@ -96,6 +96,7 @@ impl Outcome {
             bytes_received: 0,
             upstream_service_time: None,
             grpc_status: None,
+            _in_progress: downstream.activity.begin(),
         }
     }
 }

@@ -63,6 +63,15 @@ impl ClusterRuntime {
         }
     }
 
+    /// Whether the balancer uses measured latencies (peak EWMA), so round trips must be fed
+    /// to the endpoints.
+    pub fn measures_latency(&self) -> bool {
+        matches!(
+            self.config.load_balancer,
+            trellis_proxy_config::LoadBalancer::PeakEwma
+        )
+    }
+
     /// An endpoint for the next request, skipping those in `avoid` when others exist.
     pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
         self.balancer.pick(&self.endpoints, hash, avoid)
