@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use trellis_proxy_config::{HashKey, LoadBalancer};
 
 use crate::Proxy;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterStats, DEFAULT_CONNECT_TIMEOUT};
+use crate::upstream::ClusterStats;
 
 /// What a TCP connection did, for telemetry.
 #[derive(Debug)]
@@ -73,23 +72,17 @@ pub async fn proxy_tcp<S>(
     };
     let endpoint = &cluster.endpoints[index];
     outcome.upstream = Some(endpoint.address);
-    let timeout = cluster
-        .config
-        .connect_timeout
-        .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.as_std());
-    let mut upstream =
-        match tokio::time::timeout(timeout, TcpStream::connect(endpoint.address)).await {
-            Ok(Ok(stream)) => stream,
-            _ => {
-                ClusterStats::bump(&cluster.stats.connect_failures);
-                outcome
-                    .flags
-                    .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-                proxy.record_tcp(&outcome);
-                return;
-            }
-        };
-    let _ = upstream.set_nodelay(true);
+    let mut upstream = match cluster.connect(index).await {
+        Ok(stream) => stream,
+        Err(_) => {
+            ClusterStats::bump(&cluster.stats.connect_failures);
+            outcome
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            proxy.record_tcp(&outcome);
+            return;
+        }
+    };
     let in_flight = endpoint.start();
     let connection = cluster.metrics.tcp_opened();
     match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {

@@ -25,8 +25,12 @@ async fn dead_address() -> SocketAddr {
     address
 }
 
-/// An upstream that answers `status` to the first `failures` requests and 200 after.
-async fn flaky(status: u16, failures: u64) -> (SocketAddr, Arc<AtomicU64>) {
+/// What a scripted upstream does with its `n`-th request (counting from 0): wait, then answer
+/// a status and a body.
+type Script = fn(u64) -> (std::time::Duration, u16, &'static str);
+
+/// An upstream that answers each request as `script` says, counting the requests it gets.
+async fn scripted(script: Script) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicU64::new(0));
@@ -39,12 +43,14 @@ async fn flaky(status: u16, failures: u64) -> (SocketAddr, Arc<AtomicU64>) {
             let counter = counter.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |_request| {
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    let mut response = Response::new(Full::new(Bytes::from_static(b"done")));
-                    if n < failures {
+                    let (delay, status, body) = script(counter.fetch_add(1, Ordering::SeqCst));
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(body.as_bytes())));
                         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
                     }
-                    async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -54,6 +60,9 @@ async fn flaky(status: u16, failures: u64) -> (SocketAddr, Arc<AtomicU64>) {
     });
     (address, seen)
 }
+
+const NOW: std::time::Duration = std::time::Duration::ZERO;
+const LATE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn with_policy(mut route: Route, retry: Option<RetryPolicy>, timeout: Option<Duration>) -> Route {
     if let Action::Forward(forward) = &mut route.action {
@@ -115,7 +124,14 @@ async fn without_retries_a_connect_failure_is_503_uf() {
 
 #[tokio::test]
 async fn retriable_statuses_are_retried_until_success() {
-    let (address, seen) = flaky(503, 2).await;
+    let (address, seen) = scripted(|n| {
+        if n < 2 {
+            (NOW, 503, "done")
+        } else {
+            (NOW, 200, "done")
+        }
+    })
+    .await;
     let route = with_policy(
         forward("r", vec![], &[("c", 100)]),
         Some(policy(3, &[RetryOn::RetriableStatusCodes], &[503])),
@@ -137,7 +153,7 @@ async fn retriable_statuses_are_retried_until_success() {
 
 #[tokio::test]
 async fn the_last_response_comes_back_when_retries_run_out() {
-    let (address, seen) = flaky(502, 100).await;
+    let (address, seen) = scripted(|_| (NOW, 502, "done")).await;
     let route = with_policy(
         forward("r", vec![], &[("c", 100)]),
         Some(policy(2, &[RetryOn::GatewayError], &[])),
@@ -159,7 +175,14 @@ async fn the_last_response_comes_back_when_retries_run_out() {
 
 #[tokio::test]
 async fn statuses_outside_the_policy_are_not_retried() {
-    let (address, seen) = flaky(500, 1).await;
+    let (address, seen) = scripted(|n| {
+        if n < 1 {
+            (NOW, 500, "done")
+        } else {
+            (NOW, 200, "done")
+        }
+    })
+    .await;
     let route = with_policy(
         forward("r", vec![], &[("c", 100)]),
         Some(policy(3, &[RetryOn::GatewayError], &[])),
@@ -202,7 +225,14 @@ async fn a_slow_upstream_times_out_with_504() {
 
 #[tokio::test]
 async fn per_try_timeouts_are_retried_within_the_route_timeout() {
-    let (address, seen) = slow_then_fast(1).await;
+    let (address, seen) = scripted(|n| {
+        if n < 1 {
+            (LATE, 200, "fast")
+        } else {
+            (NOW, 200, "fast")
+        }
+    })
+    .await;
     let mut retry = policy(2, &[RetryOn::GatewayError], &[]);
     retry.per_try_timeout = Some(Duration::from_millis(300));
     let route = with_policy(
@@ -222,7 +252,7 @@ async fn per_try_timeouts_are_retried_within_the_route_timeout() {
 
 #[tokio::test]
 async fn per_try_timeouts_end_in_504_when_retries_run_out() {
-    let (address, seen) = slow_then_fast(100).await;
+    let (address, seen) = scripted(|_| (LATE, 200, "fast")).await;
     let mut retry = policy(3, &[RetryOn::GatewayError], &[]);
     retry.per_try_timeout = Some(Duration::from_millis(100));
     let route = with_policy(
@@ -249,7 +279,7 @@ async fn per_try_timeouts_end_in_504_when_retries_run_out() {
 
 #[tokio::test]
 async fn the_route_timeout_bounds_all_tries() {
-    let (address, _) = slow_then_fast(100).await;
+    let (address, _) = scripted(|_| (LATE, 200, "fast")).await;
     let mut retry = policy(1000, &[RetryOn::GatewayError], &[]);
     retry.per_try_timeout = Some(Duration::from_millis(100));
     let route = with_policy(
@@ -267,37 +297,4 @@ async fn the_route_timeout_bounds_all_tries() {
         (got.status, got.body.as_str()),
         (504, "upstream request timeout")
     );
-}
-
-/// An upstream that takes 5 s to answer its first `slow` requests and answers the rest at once.
-async fn slow_then_fast(slow: u64) -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
-    let counter = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        if n < slow {
-                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                        }
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"fast"),
-                        )))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (address, seen)
 }

@@ -44,3 +44,21 @@ pub(super) fn assert_shares(shares: &[f64], weights: &[u32], tolerance: f64) {
         );
     }
 }
+
+/// Asserts that consistent hashing sends a key to the same endpoint every time, and that the
+/// order the endpoints are listed in does not change which one.
+pub(super) fn assert_keys_stick_whatever_the_order<B: Balancer>(build: impl Fn(&[Endpoint]) -> B) {
+    let (config, state) = endpoints(&[1, 2, 1, 1, 3]);
+    let balancer = build(&config);
+    let reversed_config: Vec<Endpoint> = config.iter().rev().cloned().collect();
+    let reversed_state: Vec<EndpointState> =
+        reversed_config.iter().map(EndpointState::new).collect();
+    let reversed = build(&reversed_config);
+    for _ in 0..10_000 {
+        let key = fastrand::u64(..);
+        let index = balancer.pick(&state, Some(key), &[]).unwrap();
+        assert_eq!(balancer.pick(&state, Some(key), &[]), Some(index));
+        let other = reversed.pick(&reversed_state, Some(key), &[]).unwrap();
+        assert_eq!(config[index].address, reversed_config[other].address);
+    }
+}

@@ -34,14 +34,19 @@ pub(super) async fn forward(
     request: Request<Incoming>,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let grpc = outcome.grpc;
     let Some(destination) = pick_destination(&forward.destinations) else {
-        outcome.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
-        return local::reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster", grpc);
+        return outcome.fail(
+            ResponseFlags::NO_CLUSTER_FOUND,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no cluster",
+        );
     };
     let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
-        outcome.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
-        return local::reply(StatusCode::SERVICE_UNAVAILABLE, "cluster not found", grpc);
+        return outcome.fail(
+            ResponseFlags::NO_CLUSTER_FOUND,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster not found",
+        );
     };
     outcome.cluster = Some(cluster.clone());
     ClusterStats::bump(&cluster.stats.requests);
@@ -97,13 +102,10 @@ pub(super) async fn forward(
     let body = match body {
         Ok(body) => body,
         Err(()) => {
-            outcome
-                .flags
-                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            return local::reply(
+            return outcome.fail(
+                ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
                 StatusCode::BAD_REQUEST,
                 "request body could not be read",
-                grpc,
             );
         }
     };
@@ -192,7 +194,6 @@ async fn send_with_retries(
     hash: Option<u64>,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let grpc = outcome.grpc;
     let attempts = policy.map_or(0, |p| p.attempts);
     // Endpoints tried so far, kept inline (the first few are what steer retries elsewhere).
     let mut tried = [0usize; MAX_AVOIDED];
@@ -201,8 +202,11 @@ async fn send_with_retries(
     loop {
         let Some(index) = cluster.pick(hash, &tried[..tried_count]) else {
             ClusterStats::bump(&cluster.stats.no_endpoint);
-            outcome.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-            return local::reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", grpc);
+            return outcome.fail(
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream",
+            );
         };
         if tried_count < MAX_AVOIDED {
             tried[tried_count] = index;
@@ -210,13 +214,10 @@ async fn send_with_retries(
         }
         let Some(try_body) = body.next() else {
             // A streamed body was already sent once; it cannot go again.
-            outcome
-                .flags
-                .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-            return local::reply(
+            return outcome.fail(
+                ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers",
-                grpc,
+                local::UPSTREAM_FAILED,
             );
         };
         let endpoint = &cluster.endpoints[index];
@@ -281,7 +282,7 @@ async fn send_with_retries(
                         (
                             ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers",
+                            local::UPSTREAM_FAILED,
                         )
                     }
                     TryFailure::Send(error) => {
@@ -290,7 +291,7 @@ async fn send_with_retries(
                         (
                             ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers",
+                            local::UPSTREAM_FAILED,
                         )
                     }
                 };
@@ -312,13 +313,12 @@ async fn send_with_retries(
                 } else {
                     status
                 };
-                outcome.flags.insert(flag);
                 if retry > 0 && retryable {
                     outcome
                         .flags
                         .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
                 }
-                return local::reply(status, message, grpc);
+                return outcome.fail(flag, status, message);
             }
         }
     }

@@ -6,6 +6,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 
+/// The reply when the upstream could not be reached, or failed before its response headers.
+pub const UPSTREAM_FAILED: &str = "upstream connect error or disconnect/reset before headers";
+
 /// A plain-text reply, or its gRPC equivalent when the request was gRPC.
 pub fn reply(status: StatusCode, message: &'static str, grpc: bool) -> Response<Body> {
     if grpc {

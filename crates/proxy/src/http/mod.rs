@@ -47,23 +47,19 @@ pub async fn handle(
     let started = Instant::now();
     let snapshot = proxy.config.load();
     let mut outcome = Outcome::new(&request, &downstream, started);
-    let grpc = outcome.grpc;
-
-    let Some(router) = snapshot.routers.get(&*downstream.route_table) else {
-        outcome.flags.insert(ResponseFlags::NO_ROUTE);
-        return Ok(proxy.finish(
-            outcome,
-            local::reply(StatusCode::NOT_FOUND, "route not found", grpc),
-        ));
-    };
     let (parts, body) = request.into_parts();
     let authority = outcome.authority.clone();
-    let Some(matched) = router.find(&parts, &authority, downstream.local.port()) else {
-        outcome.flags.insert(ResponseFlags::NO_ROUTE);
-        return Ok(proxy.finish(
-            outcome,
-            local::reply(StatusCode::NOT_FOUND, "route not found", grpc),
-        ));
+    let matched = snapshot
+        .routers
+        .get(&*downstream.route_table)
+        .and_then(|router| router.find(&parts, &authority, downstream.local.port()));
+    let Some(matched) = matched else {
+        let reply = outcome.fail(
+            ResponseFlags::NO_ROUTE,
+            StatusCode::NOT_FOUND,
+            "route not found",
+        );
+        return Ok(proxy.finish(outcome, reply));
     };
     outcome.route = Some(matched.route.clone());
 

@@ -38,6 +38,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Notes why the request failed and makes the proxy's reply for it.
+    pub fn fail(
+        &mut self,
+        flag: ResponseFlags,
+        status: http::StatusCode,
+        message: &'static str,
+    ) -> http::Response<crate::body::Body> {
+        self.flags.insert(flag);
+        super::local::reply(status, message, self.grpc)
+    }
+
     /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
     pub fn details(&self) -> &'static str {
         let flags = self.flags;

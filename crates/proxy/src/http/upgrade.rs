@@ -7,12 +7,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::{Outcome, local};
 use crate::body::Body;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterRuntime, ClusterStats, DEFAULT_CONNECT_TIMEOUT};
+use crate::upstream::{ClusterRuntime, ClusterStats};
 
 pub(super) async fn forward_upgrade(
     cluster: &Arc<ClusterRuntime>,
@@ -24,44 +23,32 @@ pub(super) async fn forward_upgrade(
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(index) = cluster.pick(hash, &[]) else {
-        outcome.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-        return local::reply(
+        return outcome.fail(
+            ResponseFlags::NO_HEALTHY_UPSTREAM,
             StatusCode::SERVICE_UNAVAILABLE,
             "no healthy upstream",
-            false,
         );
     };
     let address = cluster.endpoints[index].address;
     outcome.upstream = Some(address);
-    let timeout = cluster
-        .config
-        .connect_timeout
-        .map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.as_std());
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-        Ok(Ok(stream)) => stream,
-        _ => {
+    let stream = match cluster.connect(index).await {
+        Ok(stream) => stream,
+        Err(_) => {
             ClusterStats::bump(&cluster.stats.connect_failures);
-            outcome
-                .flags
-                .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-            return local::reply(
+            return outcome.fail(
+                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers",
-                false,
+                local::UPSTREAM_FAILED,
             );
         }
     };
-    let _ = stream.set_nodelay(true);
     let Ok((mut sender, connection_task)) =
         hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream)).await
     else {
-        outcome
-            .flags
-            .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
-        return local::reply(
+        return outcome.fail(
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
             StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers",
-            false,
+            local::UPSTREAM_FAILED,
         );
     };
     tokio::spawn(async move {
@@ -97,13 +84,10 @@ pub(super) async fn forward_upgrade(
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%error, "upstream refused the upgrade request");
-            outcome
-                .flags
-                .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
-            return local::reply(
+            return outcome.fail(
+                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers",
-                false,
+                local::UPSTREAM_FAILED,
             );
         }
     };

@@ -72,6 +72,12 @@ impl ClusterRuntime {
         )
     }
 
+    /// A fresh TCP connection to endpoint `index`, within the cluster's connect timeout (for the
+    /// TCP proxy and upgrades, which do not use the pools).
+    pub async fn connect(&self, index: usize) -> Result<tokio::net::TcpStream, SendError> {
+        self.pools[index].connect_stream().await
+    }
+
     /// An endpoint for the next request, skipping those in `avoid` when others exist.
     pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
         self.balancer.pick(&self.endpoints, hash, avoid)

@@ -211,6 +211,11 @@ impl EndpointPool {
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
+        Ok(TokioIo::new(self.connect_stream().await?))
+    }
+
+    /// A new TCP connection to the endpoint, within the connect timeout, with `TCP_NODELAY`.
+    pub async fn connect_stream(&self) -> Result<TcpStream, SendError> {
         let address = self.address;
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
@@ -220,7 +225,7 @@ impl EndpointPool {
             })?
             .map_err(|source| SendError::Connect { address, source })?;
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
