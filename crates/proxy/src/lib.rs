@@ -148,7 +148,7 @@ impl Proxy {
                 duration,
                 request: Some(HttpRequestInfo {
                     method: outcome.method.as_str(),
-                    path: &outcome.path,
+                    path: outcome.path.as_str(),
                     version: outcome.version,
                     authority: Some(&outcome.authority),
                     user_agent: header(&outcome.user_agent),

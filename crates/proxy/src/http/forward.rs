@@ -66,7 +66,7 @@ pub(super) async fn forward(
     headers::apply(&matched.route.headers.request, &mut parts.headers);
     headers::apply(&destination.headers.request, &mut parts.headers);
 
-    let mut authority = outcome.authority.clone();
+    let mut rewritten_authority = None;
     if let Some(rewrite) = &forward.rewrite {
         if let Some(path) = parts
             .uri
@@ -78,16 +78,16 @@ pub(super) async fn forward(
             uri.path_and_query = Some(path);
             parts.uri = Uri::from_parts(uri).unwrap_or(parts.uri);
         }
-        if let Some(new_authority) = &rewrite.authority {
-            authority = new_authority.clone();
-        }
+        rewritten_authority = rewrite.authority.as_deref();
     }
+    let authority = rewritten_authority.unwrap_or(&outcome.authority);
 
     let hash = crate::balance::hash_key(&cluster.config.load_balancer)
         .and_then(|key| crate::balance::request_hash(key, &parts, downstream.peer));
 
     if let Some((connection, upgrade)) = upgrade_headers {
         let request = Request::from_parts(parts, body);
+        let authority = authority.to_owned();
         return upgrade::forward_upgrade(
             cluster, request, &authority, connection, upgrade, hash, outcome,
         )
@@ -95,6 +95,7 @@ pub(super) async fn forward(
     }
 
     let version = cluster.version_for(parts.version);
+    let target = Target::new(&parts, authority, rewritten_authority.is_some());
     let policy = forward.retry.as_ref();
     let deadline = forward.timeout.map(|t| Instant::now() + t.as_std());
     let body =
@@ -111,7 +112,7 @@ pub(super) async fn forward(
     };
     outcome.bytes_received = body.buffered_len();
     send_with_retries(
-        cluster, parts, authority, version, body, policy, deadline, hash, outcome,
+        cluster, parts, target, version, body, policy, deadline, hash, outcome,
     )
     .await
 }
@@ -186,7 +187,7 @@ enum TryFailure {
 async fn send_with_retries(
     cluster: &Arc<ClusterRuntime>,
     parts: http::request::Parts,
-    authority: String,
+    target: Target,
     version: Version,
     mut body: RequestBody,
     policy: Option<&RetryPolicy>,
@@ -222,7 +223,7 @@ async fn send_with_retries(
         };
         let endpoint = &cluster.endpoints[index];
         outcome.upstream = Some(endpoint.address);
-        let request = upstream_request(&parts, &authority, version, try_body);
+        let request = upstream_request(&parts, &target, version, try_body);
         let per_try = policy.and_then(|p| p.per_try_timeout).map(|t| t.as_std());
         let budget = match (per_try, deadline) {
             (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
@@ -330,11 +331,34 @@ impl RequestBody {
     }
 }
 
+/// Where a request goes, as its headers say it: the `host` header for HTTP/1.1 and the
+/// `:authority` for HTTP/2, worked out once per request rather than once per try.
+struct Target {
+    /// A `host` header to set: the request has none (it came over HTTP/2) or it was rewritten.
+    host: Option<HeaderValue>,
+    authority: Authority,
+}
+
+impl Target {
+    fn new(parts: &http::request::Parts, authority: &str, rewritten: bool) -> Self {
+        let has_host = parts.headers.contains_key(header::HOST);
+        let host = (rewritten || !has_host)
+            .then(|| HeaderValue::from_str(authority).ok())
+            .flatten();
+        let authority = match parts.uri.authority() {
+            Some(written) if !rewritten => written.clone(),
+            _ => Authority::try_from(authority)
+                .unwrap_or_else(|_| Authority::from_static("localhost")),
+        };
+        Self { host, authority }
+    }
+}
+
 /// The request as it goes upstream: origin-form with `host` for HTTP/1.1, absolute with the
 /// authority (becoming `:authority`) for HTTP/2.
 fn upstream_request(
     parts: &http::request::Parts,
-    authority: &str,
+    target: &Target,
     version: Version,
     body: Body,
 ) -> Request<Body> {
@@ -350,16 +374,14 @@ fn upstream_request(
         Version::Http1 => {
             *request.uri_mut() = Uri::from(path);
             *request.version_mut() = http::Version::HTTP_11;
-            if let Ok(host) = HeaderValue::from_str(authority) {
-                request.headers_mut().insert(header::HOST, host);
+            if let Some(host) = &target.host {
+                request.headers_mut().insert(header::HOST, host.clone());
             }
         }
         Version::Http2 => {
             let mut uri = http::uri::Parts::default();
             uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Authority::try_from(authority)
-                .ok()
-                .or_else(|| Some(Authority::from_static("localhost")));
+            uri.authority = Some(target.authority.clone());
             uri.path_and_query = Some(path);
             *request.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
             *request.version_mut() = http::Version::HTTP_2;

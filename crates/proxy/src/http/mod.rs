@@ -48,11 +48,10 @@ pub async fn handle(
     let snapshot = proxy.config.load();
     let mut outcome = Outcome::new(&request, &downstream, started);
     let (parts, body) = request.into_parts();
-    let authority = outcome.authority.clone();
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)
-        .and_then(|router| router.find(&parts, &authority, downstream.local.port()));
+        .and_then(|router| router.find(&parts, &outcome.authority, downstream.local.port()));
     let Some(matched) = matched else {
         let reply = outcome.fail(
             ResponseFlags::NO_ROUTE,
@@ -66,8 +65,12 @@ pub async fn handle(
     let mut response = match &matched.route.action {
         Action::DirectResponse(direct) => local::direct(direct.status, direct.body.as_deref()),
         Action::Redirect(redirect) => {
-            let location =
-                headers::redirect_location(redirect, &parts, &authority, matched.prefix_len);
+            let location = headers::redirect_location(
+                redirect,
+                &parts,
+                &outcome.authority,
+                matched.prefix_len,
+            );
             local::redirect(redirect.status, &location)
         }
         Action::Forward(forward) => {

@@ -16,7 +16,8 @@ use crate::upstream::ClusterRuntime;
 pub struct Outcome {
     pub started: Instant,
     pub method: http::Method,
-    pub path: String,
+    /// The path and query as the client sent them (shared with the request, not copied).
+    pub path: http::uri::PathAndQuery,
     pub version: http::Version,
     pub authority: String,
     pub request_id: Option<HeaderValue>,
@@ -90,7 +91,8 @@ impl Outcome {
             path: request
                 .uri()
                 .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             version: request.version(),
             authority,
             request_id: headers.get(super::headers::REQUEST_ID).cloned(),
