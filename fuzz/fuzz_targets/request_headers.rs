@@ -301,7 +301,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    let id = headers::add_forwarding_headers(&mut parts.headers, peer.ip());
+    let id = headers::add_forwarding_headers(&mut parts.headers, &headers::peer_value(peer.ip()));
     assert_eq!(parts.headers.get("x-request-id"), Some(&id));
     let forwarded = parts
         .headers

@@ -286,6 +286,7 @@ async fn serve_http<S>(
     let activity = Arc::new(Activity::new());
     let downstream = Arc::new(Downstream {
         peer,
+        peer_value: crate::http::headers::peer_value(peer.ip()),
         local,
         route_table: Arc::from(route_table),
         activity: activity.clone(),

@@ -61,7 +61,7 @@ pub(super) async fn forward(
         )
     });
     headers::strip_hop_by_hop(&mut parts.headers);
-    let request_id = headers::add_forwarding_headers(&mut parts.headers, downstream.peer.ip());
+    let request_id = headers::add_forwarding_headers(&mut parts.headers, &downstream.peer_value);
     outcome.request_id.get_or_insert(request_id);
     headers::apply(&matched.route.headers.request, &mut parts.headers);
     headers::apply(&destination.headers.request, &mut parts.headers);

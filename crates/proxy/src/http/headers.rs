@@ -43,28 +43,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds `x-forwarded-for` (appending the client's address), `x-forwarded-proto` and, when the
-/// client sent none, a fresh `x-request-id`. Returns the request id.
-pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: std::net::IpAddr) -> HeaderValue {
-    let mut buffer = [0u8; 40];
-    let peer_text = {
-        use std::io::Write as _;
-        let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-        let _ = write!(cursor, "{peer}");
-        let written = cursor.position() as usize;
-        &buffer[..written]
-    };
+/// The client's address as an `x-forwarded-for` entry; made once per connection.
+pub fn peer_value(peer: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).expect("an IP address is a header value")
+}
+
+/// Adds `x-forwarded-for` (appending the client's address, `peer` as [`peer_value`] made it),
+/// `x-forwarded-proto` and, when the client sent none, a fresh `x-request-id`. Returns the
+/// request id.
+pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &HeaderValue) -> HeaderValue {
     let value = match headers.get(&FORWARDED_FOR) {
         Some(existing) => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + peer_text.len());
+            let mut joined = Vec::with_capacity(existing.len() + 2 + peer.len());
             joined.extend_from_slice(existing.as_bytes());
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(peer_text);
-            HeaderValue::from_bytes(&joined)
+            joined.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
         }
-        None => HeaderValue::from_bytes(peer_text),
+        None => Some(peer.clone()),
     };
-    if let Ok(value) = value {
+    if let Some(value) = value {
         headers.insert(FORWARDED_FOR, value);
     }
     if !headers.contains_key(&FORWARDED_PROTO) {
@@ -241,7 +239,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         headers.insert("x-request-id", HeaderValue::from_static("abc"));
-        let id = add_forwarding_headers(&mut headers, "10.0.0.9".parse().unwrap());
+        let id = add_forwarding_headers(&mut headers, &peer_value("10.0.0.9".parse().unwrap()));
         assert_eq!(id, "abc");
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         let id = new_request_id();

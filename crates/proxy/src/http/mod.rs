@@ -34,6 +34,8 @@ pub struct Downstream {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub route_table: Arc<str>,
+    /// The client's address as an `x-forwarded-for` entry.
+    pub peer_value: http::HeaderValue,
     /// Requests in progress on the connection, for its idle timeout.
     pub activity: Arc<crate::listener::Activity>,
 }

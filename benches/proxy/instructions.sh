@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Instructions per request: trellis-proxy and nginx under valgrind's callgrind, which counts
+# instructions executed rather than time, so the numbers repeat from run to run whatever else
+# the machine is doing. Use it to judge a change to the request path; use run.sh for
+# throughput, latency and memory.
+#
+#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx]
+#
+# Each proxy runs with one worker; h2load sends N HTTP/1.1 requests over 4 keep-alive
+# connections to a trellis-upstream. A run with no requests measures start-up and shutdown,
+# which is subtracted.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+requests=20000
+legs=trellis,nginx
+while [ $# -gt 0 ]; do
+  case $1 in
+    --requests) requests=$2; shift 2 ;;
+    --legs) legs=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+need() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+need valgrind || missing+=(valgrind)
+need h2load || missing+=(nghttp2-client)
+need nginx || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else echo "install: ${missing[*]}" >&2; exit 1; fi
+fi
+
+cargo build --release -q -p trellis-proxy -p trellis-testkit
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-instructions.XXXXXX")
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+upstream_port=$(free_port)
+"$target/release/trellis-upstream" --listen "127.0.0.1:$upstream_port" --threads 1 >"$work/upstream.log" 2>&1 &
+pids+=($!)
+wait_port "$upstream_port"
+
+# total Ir of a callgrind output file
+ir() { awk '/^summary:/ {print $2}' "$1"; }
+
+run_trellis() { # n_requests -> Ir
+  local port admin out
+  port=$(free_port); admin=$(free_port); out="$work/trellis.$1.cg"
+  sed -e "s/@PORT@/$port/; s/@UPSTREAM_IP@/127.0.0.1/; s/@UPSTREAM_PORT@/$upstream_port/g" \
+    benches/proxy/trellis.yaml.tmpl >"$work/trellis.yaml"
+  valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$target/release/trellis-proxy" --standalone "$work/trellis.yaml" --concurrency 1 \
+    --listen-address 127.0.0.1 --admin-address "127.0.0.1:$admin" --access-log off \
+    >"$work/trellis.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"; wait_port "$admin"
+  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  curl -s -X POST "http://127.0.0.1:$admin/quitquitquit" >/dev/null
+  wait "$pid" || true
+  ir "$out"
+}
+
+run_nginx() { # n_requests -> Ir
+  local port out
+  port=$(free_port); out="$work/nginx.$1.cg"
+  cat >"$work/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $work/nginx.pid; error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http { access_log off; upstream up { server 127.0.0.1:$upstream_port; keepalive 64; }
+  server { listen 127.0.0.1:$port; location / { proxy_pass http://up; proxy_http_version 1.1;
+    proxy_set_header Connection ""; proxy_buffering off; } } }
+CONF
+  valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$work/nginx.conf" -p "$work" \
+    >"$work/nginx.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  kill -QUIT "$pid"; wait "$pid" || true
+  ir "$out"
+}
+
+printf '%-8s %14s %14s %12s\n' proxy "Ir (idle)" "Ir (loaded)" "Ir/request"
+for leg in ${legs//,/ }; do
+  idle=$("run_$leg" 0)
+  loaded=$("run_$leg" "$requests")
+  printf '%-8s %14s %14s %12s\n' "$leg" "$idle" "$loaded" $(((loaded - idle) / requests))
+done
