@@ -48,7 +48,7 @@ impl std::fmt::Debug for Controls {
 
 /// Serves the admin endpoints until the process exits.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, controls: Controls) {
-    let builder = crate::listener::http_builder();
+    let builder = crate::listener::admin_http_builder();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

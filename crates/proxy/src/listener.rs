@@ -5,15 +5,18 @@
 //! listener stops accepting, asks HTTP connections to finish their requests and close, and
 //! waits (up to the drain deadline) for every connection to end.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use trellis_proxy_config::ListenerProtocol;
@@ -91,20 +94,30 @@ impl Default for Limits {
     }
 }
 
-/// Whether a downstream connection has requests in progress, and since when it has had none.
+/// Whether a downstream connection has requests in progress, since when it has had none, and
+/// since when a request head has been arriving: what the connection's [`watchdog`] reads.
+///
+/// Times are milliseconds since the connection opened.
 #[derive(Debug)]
 pub struct Activity {
     active: AtomicUsize,
-    /// Milliseconds since `epoch` when the last request ended (or the connection opened).
-    idle_since: std::sync::atomic::AtomicU64,
+    /// When the last request ended (or the connection opened).
+    idle_since: AtomicU64,
+    /// When the first byte of the next request head arrived; [`NO_HEAD`] when none has.
+    head_since: AtomicU64,
     epoch: std::time::Instant,
 }
 
+const NO_HEAD: u64 = u64::MAX;
+
 impl Activity {
+    /// A connection just opened, with the first request head arriving (its first bytes were
+    /// read to tell the protocol).
     fn new() -> Self {
         Self {
             active: AtomicUsize::new(0),
-            idle_since: std::sync::atomic::AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         }
     }
@@ -112,16 +125,21 @@ impl Activity {
     /// Marks a request as in progress until the guard is dropped (when its response ends).
     pub fn begin(self: &Arc<Self>) -> RequestGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.head_since.store(NO_HEAD, Ordering::Relaxed);
         RequestGuard(self.clone())
     }
 
-    /// How long the connection has had no request in progress (zero while one is).
-    fn idle_for(&self) -> Duration {
-        if self.active.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Notes bytes read from the client: with no request in progress they start a head.
+    fn read(&self) {
+        if self.active.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_since.store(self.now(), Ordering::Relaxed);
         }
-        let since = Duration::from_millis(self.idle_since.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(since)
     }
 }
 
@@ -132,26 +150,125 @@ pub struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let activity = &self.0;
-        activity.idle_since.store(
-            activity.epoch.elapsed().as_millis() as u64,
-            Ordering::Relaxed,
-        );
+        activity.idle_since.store(activity.now(), Ordering::Relaxed);
         activity.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The HTTP server settings every listener uses, with the default [`Limits`].
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
-    http_builder_with(&Limits::default())
+/// Why a connection's [`watchdog`] ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    /// A request head took longer than [`Limits::header_read_timeout`].
+    Head,
+    /// No request for [`Limits::idle_timeout`].
+    Idle,
+}
+
+/// Resolves when the connection has been idle too long, or (with `heads`, for HTTP/1) a
+/// request head has taken too long to arrive.
+///
+/// One timer per connection, re-armed only when it fires: each wake-up works out the earliest
+/// moment anything could expire and sleeps until then, so requests themselves never touch the
+/// timer wheel.
+async fn watchdog(activity: &Activity, limits: Limits, heads: bool) -> Expired {
+    let header = limits.header_read_timeout.as_millis() as u64;
+    let idle = limits.idle_timeout.as_millis() as u64;
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        sleep.as_mut().await;
+        let now = activity.now();
+        let wake = if activity.active.load(Ordering::Relaxed) > 0 {
+            // Nothing can expire before a request ends and a timeout runs its whole length.
+            now + if heads { header.min(idle) } else { idle }
+        } else {
+            let idle_deadline = activity.idle_since.load(Ordering::Relaxed) + idle;
+            let head_deadline = match activity.head_since.load(Ordering::Relaxed) {
+                _ if !heads => u64::MAX,
+                NO_HEAD => now + header,
+                since => since + header,
+            };
+            if head_deadline <= now {
+                return Expired::Head;
+            }
+            if idle_deadline <= now {
+                return Expired::Idle;
+            }
+            idle_deadline.min(head_deadline)
+        };
+        let after = Duration::from_millis(wake.saturating_sub(now).max(1));
+        sleep.as_mut().reset(tokio::time::Instant::now() + after);
+    }
+}
+
+/// A client stream that tells its connection's [`Activity`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The HTTP server settings for the admin server: its light traffic lets hyper time request
+/// heads itself.
+pub fn admin_http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = http_builder();
+    builder.http1().header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
 }
 
 /// The HTTP server settings every listener uses.
-pub fn http_builder_with(limits: &Limits) -> auto::Builder<TokioExecutor> {
+fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The connection's watchdog times request heads: hyper's own timer would be set up
+        // and torn down for every request, and would close idle keep-alive connections too.
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     builder
@@ -169,7 +286,7 @@ pub async fn serve(
     name: String,
     mut drain: watch::Receiver<bool>,
 ) {
-    let builder = http_builder_with(&proxy.limits);
+    let builder = http_builder();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -271,18 +388,17 @@ async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<bytes:
     detect::classify(&prefix).is_some().then_some(prefix)
 }
 
-async fn serve_http<S>(
+async fn serve_http(
     proxy: Arc<Proxy>,
-    stream: S,
+    stream: Prefixed<TcpStream>,
     peer: SocketAddr,
     local: SocketAddr,
     route_table: String,
     builder: auto::Builder<TokioExecutor>,
     mut drain: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let idle_timeout = proxy.limits.idle_timeout;
+) {
+    let http2 = detect::classify(stream.prefix()) == Some(Protocol::Http2);
+    let limits = proxy.limits;
     let activity = Arc::new(Activity::new());
     let downstream = Arc::new(Downstream {
         peer,
@@ -293,6 +409,10 @@ async fn serve_http<S>(
     });
     let service =
         service_fn(move |request| crate::http::handle(proxy.clone(), downstream.clone(), request));
+    let stream = Watched {
+        inner: stream,
+        activity: activity.clone(),
+    };
     let mut connection =
         std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
     let result = tokio::select! {
@@ -302,25 +422,17 @@ async fn serve_http<S>(
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-        () = idle(&activity, idle_timeout) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+        expired = watchdog(&activity, limits, !http2) => match expired {
+            // A client that stalls mid-head gets no answer: the connection just closes.
+            Expired::Head => return,
+            Expired::Idle => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        },
     };
     if let Err(error) = result {
         tracing::debug!(%error, %peer, "downstream connection ended with an error");
-    }
-}
-
-/// Resolves once the connection has had no request in progress for `timeout`.
-async fn idle(activity: &Activity, timeout: Duration) {
-    loop {
-        let idle = activity.idle_for();
-        if idle >= timeout {
-            return;
-        }
-        // Sleep until the connection could first be idle long enough, then look again.
-        tokio::time::sleep(timeout - idle).await;
     }
 }
 

@@ -194,6 +194,44 @@ async fn an_idle_http2_connection_is_closed_by_the_idle_timeout() {
     assert_no_task_panicked();
 }
 
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout_until_the_idle_timeout() {
+    track_panics();
+    let limits = Limits {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        idle_timeout: std::time::Duration::from_secs(2),
+    };
+    let proxy = answering_proxy(limits).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for round in 0..2 {
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"ok") {
+            let mut buffer = [0u8; 1024];
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(
+                n > 0,
+                "round {round}: the connection closed: {}",
+                text(&answer)
+            );
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(status_of(&answer), Some(200), "{}", text(&answer));
+        // Waiting between requests is not sending a head slowly: the header timeout has
+        // nothing to time until the next request's first byte.
+        tokio::time::sleep(limits.header_read_timeout * 3).await;
+    }
+    eventually("the idle connection is closed", || {
+        proxy.proxy.connections.open() == 0
+    })
+    .await;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "{}", text(&rest));
+    assert_no_task_panicked();
+}
+
 /// How a misbehaving upstream fails its one connection.
 #[derive(Clone, Copy)]
 enum Reset {
