@@ -150,7 +150,7 @@ impl Proxy {
                     method: outcome.method.as_str(),
                     path: outcome.path.as_str(),
                     version: outcome.version,
-                    authority: Some(&outcome.authority),
+                    authority: Some(outcome.authority.as_str()),
                     user_agent: header(&outcome.user_agent),
                     request_id: header(&outcome.request_id),
                     x_forwarded_for: header(&outcome.forwarded_for),

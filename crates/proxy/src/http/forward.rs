@@ -80,7 +80,7 @@ pub(super) async fn forward(
         }
         rewritten_authority = rewrite.authority.as_deref();
     }
-    let authority = rewritten_authority.unwrap_or(&outcome.authority);
+    let authority = rewritten_authority.unwrap_or(outcome.authority.as_str());
 
     let hash = crate::balance::hash_key(&cluster.config.load_balancer)
         .and_then(|key| crate::balance::request_hash(key, &parts, downstream.peer));

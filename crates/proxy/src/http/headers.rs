@@ -17,7 +17,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop headers, including those the `connection` header names. `TE: trailers`

@@ -53,7 +53,9 @@ pub async fn handle(
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)
-        .and_then(|router| router.find(&parts, &outcome.authority, downstream.local.port()));
+        .and_then(|router| {
+            router.find(&parts, outcome.authority.as_str(), downstream.local.port())
+        });
     let Some(matched) = matched else {
         let reply = outcome.fail(
             ResponseFlags::NO_ROUTE,
@@ -70,7 +72,7 @@ pub async fn handle(
             let location = headers::redirect_location(
                 redirect,
                 &parts,
-                &outcome.authority,
+                outcome.authority.as_str(),
                 matched.prefix_len,
             );
             local::redirect(redirect.status, &location)

@@ -11,6 +11,26 @@ use super::local::is_grpc;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::ClusterRuntime;
 
+/// The authority a request was sent to: the URI's (HTTP/2's `:authority`, an absolute-form
+/// HTTP/1 target) or else the `Host` header, shared with the request rather than copied.
+#[derive(Debug, Clone)]
+pub enum Authority {
+    Uri(http::uri::Authority),
+    /// A `Host` header that is valid text.
+    Host(HeaderValue),
+    None,
+}
+
+impl Authority {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Uri(authority) => authority.as_str(),
+            Self::Host(host) => host.to_str().unwrap_or_default(),
+            Self::None => "",
+        }
+    }
+}
+
 /// One request's story, filled in as it goes.
 #[derive(Debug)]
 pub struct Outcome {
@@ -19,7 +39,7 @@ pub struct Outcome {
     /// The path and query as the client sent them (shared with the request, not copied).
     pub path: http::uri::PathAndQuery,
     pub version: http::Version,
-    pub authority: String,
+    pub authority: Authority,
     pub request_id: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
     pub forwarded_for: Option<HeaderValue>,
@@ -74,17 +94,13 @@ impl Outcome {
 
     pub fn new<B>(request: &Request<B>, downstream: &Downstream, started: Instant) -> Self {
         let headers = request.headers();
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let authority = match request.uri().authority() {
+            Some(authority) => Authority::Uri(authority.clone()),
+            None => headers
+                .get(http::header::HOST)
+                .filter(|h| h.to_str().is_ok())
+                .map_or(Authority::None, |h| Authority::Host(h.clone())),
+        };
         Self {
             started,
             method: request.method().clone(),
@@ -97,7 +113,7 @@ impl Outcome {
             authority,
             request_id: headers.get(super::headers::REQUEST_ID).cloned(),
             user_agent: headers.get(http::header::USER_AGENT).cloned(),
-            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            forwarded_for: headers.get(super::headers::FORWARDED_FOR).cloned(),
             grpc: is_grpc(headers),
             peer: downstream.peer,
             local: downstream.local,

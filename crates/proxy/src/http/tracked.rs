@@ -103,7 +103,12 @@ impl<F: FnOnce(BodyEnd)> Drop for Tracked<F> {
 
 /// The `grpc-status` value of a header map, if it has one.
 pub fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    headers
+        .get(super::headers::GRPC_STATUS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
