@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy benchmark: trellis-proxy against nginx and HAProxy, and against no proxy at all.
 #
-#   benches/proxy/run.sh [--duration 10] [--workers 2] [--out target/bench/proxy.md]
+#   benches/proxy/run.sh [--duration 5] [--rounds 3] [--workers 2] [--out target/bench/proxy.md]
 #                        [--legs direct,trellis,trellis+log,nginx,haproxy] ...   (--help lists all)
 #
 # Installs what it lacks (Debian: wrk, nghttp2-client for h2load, nginx, haproxy, curl), builds
@@ -11,6 +11,9 @@
 # (HTTP/1.1 keep-alive) at each concurrency and h2load (h2c, prior knowledge). For each run it
 # records requests/s, p50 and p99 latency, the proxy's CPU time per request (utime+stime of all
 # its processes, from /proc) and its peak memory (summed VmRSS, sampled during the run).
+# All legs are started first and the runs go round-robin over them, --rounds times: whatever
+# else the machine is doing then falls on every leg alike, and the table shows each number's
+# median over the rounds (the peak memory's maximum).
 # "trellis+log" is trellis-proxy again with Istio's access logging turned on.
 #
 # Prints one table with ratios to the direct, nginx and haproxy legs and writes it as markdown
@@ -24,7 +27,8 @@ cd "$here/../.."
 # shellcheck source=measure.sh
 source "$here/measure.sh"
 
-duration=10
+duration=5
+rounds=3
 warmup=2
 workers=2
 client_threads=2
@@ -42,6 +46,7 @@ usage() {
   cat <<EOF
 usage: $0 [options]
   --duration SECONDS         length of each measured run (default $duration)
+  --rounds N                 measured runs of each leg and load, interleaved (default $rounds)
   --warmup SECONDS           unmeasured load before a leg's first run (default $warmup)
   --workers N                proxy workers: nginx worker_processes, haproxy nbthread,
                              trellis --concurrency (default $workers)
@@ -63,6 +68,7 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in
     --duration) duration=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
     --warmup) warmup=$2; shift ;;
     --workers) workers=$2; shift ;;
     --client-threads) client_threads=$2; shift ;;
@@ -80,9 +86,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for n in "$duration" "$warmup" "$workers" "$client_threads" "$h2_streams" "$body_size" "$upstream_threads" $connections $h2_connections; do
+for n in "$duration" "$rounds" "$warmup" "$workers" "$client_threads" "$h2_streams" "$body_size" "$upstream_threads" $connections $h2_connections; do
   [[ $n =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
+[ "$rounds" -ge 1 ] || die "--rounds must be at least 1"
 IFS=, read -r -a leg_list <<<"$legs"
 for leg in "${leg_list[@]}"; do
   case $leg in direct | trellis | trellis+log | nginx | haproxy) ;; *) die "unknown leg: $leg" ;; esac
@@ -293,12 +300,14 @@ stop_leg() {
 # --- measuring -----------------------------------------------------------------------------
 
 results=$work/results.tsv
-printf 'leg\tproto\tconns\trequests\treq_per_s\tp50_ms\tp99_ms\tcpu_us_per_req\trss_idle_kib\trss_peak_kib\terrors\n' >"$results"
+printf 'round\tleg\tproto\tconns\trequests\treq_per_s\tp50_ms\tp99_ms\tcpu_us_per_req\trss_idle_kib\trss_peak_kib\terrors\n' >"$results"
 notes=()
 clk_tck=$(getconf CLK_TCK)
 
-# run_one LEG PROTO CONNECTIONS URL RSS_IDLE_KIB: one measured run, appended to $results.
+# run_one ROUND LEG PROTO CONNECTIONS URL RSS_IDLE_KIB: one measured run, appended to $results.
 run_one() {
+  local round=$1
+  shift
   local leg=$1 proto=$2 conns=$3 url=$4 rss_idle=$5 raw=$work/$1-$2-$3
   local requests rps p50 p99 errors before=0 after=0 sampler="" peak="-" cpu="-"
   local -a pids=()
@@ -328,52 +337,93 @@ run_one() {
     fi
   fi
   if [ "$requests" = 0 ]; then
-    notes+=("$leg $proto c=$conns completed no request (rerun with --keep to read $(basename "$raw").out).")
+    notes+=("$leg $proto c=$conns round $round completed no request (rerun with --keep to read $(basename "$raw").out).")
   fi
   if [ "$errors" != 0 ]; then
-    notes+=("$leg $proto c=$conns had $errors failed or non-2xx requests.")
+    notes+=("$leg $proto c=$conns round $round had $errors failed or non-2xx requests.")
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$leg" "$proto" "$conns" "$requests" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$leg" "$proto" "$conns" "$requests" \
     "$rps" "$p50" "$p99" "$cpu" "$rss_idle" "$peak" "$errors" >>"$results"
-  printf '  %-12s %-3s c=%-4s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %8s us/req\n' \
-    "$leg" "$proto" "$conns" "$rps" "$p50" "$p99" "$cpu"
+  printf '  %s/%s %-12s %-3s c=%-4s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %8s us/req\n' \
+    "$round" "$rounds" "$leg" "$proto" "$conns" "$rps" "$p50" "$p99" "$cpu"
 }
 
-bench_leg() {
-  local leg=$1 rss_idle="-" c
-  echo "== $leg"
+# Per leg, once started: its pid ("" for direct), URLs (h2: "" when it has no HTTP/2 rows) and
+# idle memory.
+declare -A leg_pids leg_h1 leg_h2 leg_rss
+
+start_leg() {
+  local leg=$1
+  echo "== starting $leg"
   leg_pid="" h1_url="http://$upstream/" h2_url="http://$upstream/"
   case $leg in
     nginx) start_nginx ;;
     haproxy) start_haproxy ;;
     trellis | trellis+log) start_trellis "$leg" ;;
   esac
+  local rss_idle="-"
   if [ -n "$leg_pid" ]; then
     local -a pids
     mapfile -t pids < <(tree_pids "$leg_pid")
     rss_idle=$(rss_kib "${pids[@]}")
   fi
+  leg_pids[$leg]=$leg_pid leg_h1[$leg]=$h1_url leg_h2[$leg]=$h2_url leg_rss[$leg]=$rss_idle
   "$wrk_bin" -t "$client_threads" -c 16 -d "${warmup}s" "$h1_url" >/dev/null 2>&1 || true
-  for c in $connections; do run_one "$leg" h1 "$c" "$h1_url" "$rss_idle"; done
-  if [ -n "$h2_url" ]; then
-    for c in $h2_connections; do run_one "$leg" h2 "$c" "$h2_url" "$rss_idle"; done
+}
+
+# One measured run of every load on LEG, in round $1.
+measure_leg() {
+  local round=$1 leg=$2 c
+  leg_pid=${leg_pids[$leg]}
+  for c in $connections; do run_one "$round" "$leg" h1 "$c" "${leg_h1[$leg]}" "${leg_rss[$leg]}"; done
+  if [ -n "${leg_h2[$leg]}" ]; then
+    for c in $h2_connections; do run_one "$round" "$leg" h2 "$c" "${leg_h2[$leg]}" "${leg_rss[$leg]}"; done
   fi
-  if [ "$leg" = trellis+log ]; then
-    local log=$work/trellis-log/stdout.log lines
-    lines=$(wc -l <"$log")
-    if [ "$lines" = 0 ]; then
-      notes+=("trellis+log wrote no access log line: the access logging asked for in trellis-access-log.yaml was not in effect, so its rows measure the same setup as trellis.")
-    else
-      notes+=("trellis+log wrote $lines access log lines ($(du -h "$log" | cut -f1)) to its standard output, a file in the temp dir.")
-    fi
+}
+
+note_access_log() {
+  local log=$work/trellis-log/stdout.log lines
+  lines=$(wc -l <"$log")
+  if [ "$lines" = 0 ]; then
+    notes+=("trellis+log wrote no access log line: the access logging asked for in trellis-access-log.yaml was not in effect, so its rows measure the same setup as trellis.")
+  else
+    notes+=("trellis+log wrote $lines access log lines ($(du -h "$log" | cut -f1)) to its standard output, a file in the temp dir.")
   fi
-  if [ -n "$leg_pid" ]; then stop_leg "$leg_pid"; fi
 }
 
 # --- report --------------------------------------------------------------------------------
 
 # results.tsv -> an aligned markdown table with ratios to the direct, nginx and haproxy rows
 # of the same protocol and concurrency.
+# The runs of each leg, protocol and concurrency, folded into one row: the median of each
+# number over the rounds, the maximum peak memory and the errors summed.
+median_rows() {
+  awk -F'\t' -v OFS='\t' '
+    function median(list,   v, n, i, j, t) {
+      n = split(list, v, " ")
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    NR == 1 { sub(/^round\t/, ""); print; next }
+    {
+      k = $2 OFS $3 OFS $4
+      if (!(k in seen)) { seen[k] = 1; order[++n] = k; rss[k] = $10; peak[k] = $11 }
+      # A run that completed nothing stays out of the medians (its note says so).
+      if ($5 > 0) {
+        for (i = 5; i <= 9; i++) if ($i != "-") col[k, i] = col[k, i] " " $i
+        if ($11 != "-" && $11 + 0 > peak[k] + 0) peak[k] = $11
+      }
+      errors[k] += $12
+    }
+    END {
+      for (r = 1; r <= n; r++) {
+        k = order[r]; line = k
+        for (i = 5; i <= 9; i++) line = line OFS (col[k, i] == "" ? (i == 5 ? 0 : "-") : median(col[k, i]))
+        print line, rss[k], peak[k], errors[k]
+      }
+    }' "$1"
+}
+
 render_table() {
   awk -F'\t' '
     function ratio(v, base) { return (v == "" || base == "" || base + 0 == 0) ? "-" : sprintf("%.2f", v / base) }
@@ -410,7 +460,7 @@ render_table() {
           print line
         }
       }
-    }' "$results"
+    }' "$medians"
 }
 
 write_report() {
@@ -430,6 +480,7 @@ write_report() {
   echo
   echo "$table"
   echo
+  echo "- Each number is the median of $rounds runs; the runs went round-robin over the legs, so the machine's other work fell on all of them alike."
   echo "- **vs X**: this row's req/s divided by X's at the same protocol and concurrency (higher is better)."
   echo "  **CPU vs X**: this row's CPU time per request divided by X's (lower is better)."
   echo "- **CPU us/req**: utime+stime of all the proxy's processes during the run, divided by the requests completed."
@@ -447,15 +498,27 @@ build_binaries
 echo "== upstream"
 start_upstream
 echo "  trellis-upstream on $upstream (temp dir $work)"
+order=()
 for leg in direct trellis trellis+log nginx haproxy; do
-  if wants "$leg"; then bench_leg "$leg"; fi
+  if wants "$leg"; then
+    start_leg "$leg"
+    order+=("$leg")
+  fi
 done
+for round in $(seq "$rounds"); do
+  echo "== round $round of $rounds"
+  for leg in "${order[@]}"; do measure_leg "$round" "$leg"; done
+done
+if wants trellis+log; then note_access_log; fi
 
+medians=$work/medians.tsv
+median_rows "$results" >"$medians"
 table=$(render_table)
 mkdir -p "$(dirname "$out")"
 write_report "$table" >"$out"
-cp "$results" "${out%.md}.tsv"
+cp "$medians" "${out%.md}.tsv"
+cp "$results" "${out%.md}.runs.tsv"
 echo
 echo "$table"
 echo
-echo "report: $out (raw numbers: ${out%.md}.tsv)"
+echo "report: $out (medians: ${out%.md}.tsv, every run: ${out%.md}.runs.tsv)"

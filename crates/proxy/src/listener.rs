@@ -270,6 +270,7 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         // and torn down for every request, and would close idle keep-alive connections too.
         .header_read_timeout(None)
         .max_buf_size(MAX_HEADER_BYTES)
+        .writev(false)
         .keep_alive(true);
     builder
         .http2()

@@ -231,6 +231,7 @@ impl EndpointPool {
     async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
         let io = self.connect().await?;
         let (sender, connection) = http1::Builder::new()
+            .writev(false)
             .handshake(io)
             .await
             .map_err(|source| SendError::Handshake {
