@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -252,25 +253,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The HTTP server settings for the admin server: its light traffic lets hyper time request
-/// heads itself.
+/// The HTTP server settings of the admin server: either version on one port, and, with its
+/// light traffic, hyper timing request heads itself.
 pub fn admin_http_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = http_builder();
-    builder.http1().header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-}
-
-/// The HTTP server settings every listener uses.
-fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        // The connection's watchdog times request heads: hyper's own timer would be set up
-        // and torn down for every request, and would close idle keep-alive connections too.
-        .header_read_timeout(None)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES)
-        .writev(false)
         .keep_alive(true);
     builder
         .http2()
@@ -280,6 +271,69 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The HTTP/1.1 and HTTP/2 server settings of the listeners. Detection has already told which
+/// one a connection speaks, so each is served by its own builder (no second look at the
+/// preface, no rewinding reader).
+#[derive(Debug, Clone)]
+struct HttpBuilders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new() -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            // The connection's watchdog times request heads: hyper's own timer would be set
+            // up and torn down for every request, and would close idle keep-alive connections
+            // too.
+            .header_read_timeout(None)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .writev(false)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(1024);
+        Self { http1, http2 }
+    }
+}
+
+/// A served HTTP connection that can be asked to finish its requests and close.
+trait Served: std::future::Future<Output = Result<(), hyper::Error>> {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Served for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Served for http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// Serves a listener until `drain` turns true.
 pub async fn serve(
     proxy: Arc<Proxy>,
@@ -287,7 +341,7 @@ pub async fn serve(
     name: String,
     mut drain: watch::Receiver<bool>,
 ) {
-    let builder = http_builder();
+    let builder = HttpBuilders::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -322,7 +376,7 @@ async fn connection(
     peer: SocketAddr,
     local: SocketAddr,
     listener: &str,
-    builder: auto::Builder<TokioExecutor>,
+    builder: HttpBuilders,
     drain: watch::Receiver<bool>,
 ) {
     let snapshot = proxy.config.load();
@@ -395,8 +449,8 @@ async fn serve_http(
     peer: SocketAddr,
     local: SocketAddr,
     route_table: String,
-    builder: auto::Builder<TokioExecutor>,
-    mut drain: watch::Receiver<bool>,
+    builder: HttpBuilders,
+    drain: watch::Receiver<bool>,
 ) {
     let http2 = detect::classify(stream.prefix()) == Some(Protocol::Http2);
     let limits = proxy.limits;
@@ -414,27 +468,46 @@ async fn serve_http(
         inner: stream,
         activity: activity.clone(),
     };
-    let mut connection =
-        std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+    let io = TokioIo::new(stream);
+    let result = if http2 {
+        let connection = builder.http2.serve_connection(io, service);
+        drive(connection, &activity, limits, false, drain).await
+    } else {
+        let connection = builder.http1.serve_connection(io, service).with_upgrades();
+        drive(connection, &activity, limits, true, drain).await
+    };
+    if let Some(Err(error)) = result {
+        tracing::debug!(%error, %peer, "downstream connection ended with an error");
+    }
+}
+
+/// Serves `connection` until it ends; asks it to finish and close when the proxy drains or the
+/// watchdog finds it idle, and drops it when a request head takes too long (`None`).
+async fn drive(
+    connection: impl Served,
+    activity: &Activity,
+    limits: Limits,
+    heads: bool,
+    mut drain: watch::Receiver<bool>,
+) -> Option<Result<(), hyper::Error>> {
+    let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = draining(&mut drain) => {
             // Finish the requests in progress, then close (HTTP/2 sends GOAWAY).
-            connection.as_mut().graceful_shutdown();
+            connection.as_mut().shut_down();
             connection.await
         }
-        expired = watchdog(&activity, limits, !http2) => match expired {
+        expired = watchdog(activity, limits, heads) => match expired {
             // A client that stalls mid-head gets no answer: the connection just closes.
-            Expired::Head => return,
+            Expired::Head => return None,
             Expired::Idle => {
-                connection.as_mut().graceful_shutdown();
+                connection.as_mut().shut_down();
                 connection.await
             }
         },
     };
-    if let Err(error) = result {
-        tracing::debug!(%error, %peer, "downstream connection ended with an error");
-    }
+    Some(result)
 }
 
 /// Resolves once `drain` turns true (or its sender is gone).
