@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Instructions per request: trellis-proxy and nginx under valgrind's callgrind, which counts
-# instructions executed rather than time, so the numbers repeat from run to run whatever else
-# the machine is doing. Use it to judge a change to the request path; use run.sh for
-# throughput, latency and memory.
+# Instructions per request: trellis-proxy, nginx and HAProxy under valgrind's callgrind, which
+# counts instructions executed rather than time, so the numbers repeat from run to run whatever
+# else the machine is doing. Use it to judge a change to the request path; use run.sh for
+# throughput, latency and memory. User-space instructions only: the kernel's share (the
+# loopback sends and receives, about half of the time) is not counted.
 #
-#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx]
+#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx,haproxy]
 #
-# Each proxy runs with one worker; h2load sends N HTTP/1.1 requests over 4 keep-alive
-# connections to a trellis-upstream. A run with no requests measures start-up and shutdown,
-# which is subtracted.
+# Each proxy runs with one worker (HAProxy: one thread); h2load sends N HTTP/1.1 requests over
+# 4 keep-alive connections to a trellis-upstream. A run with no requests measures start-up and
+# shutdown, which is subtracted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 requests=20000
-legs=trellis,nginx
+legs=trellis,nginx,haproxy
 while [ $# -gt 0 ]; do
   case $1 in
     --requests) requests=$2; shift 2 ;;
@@ -27,11 +28,15 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need valgrind || missing+=(valgrind)
 need h2load || missing+=(nghttp2-client)
-need nginx || missing+=(nginx)
+need nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+need haproxy || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
   else echo "install: ${missing[*]}" >&2; exit 1; fi
 fi
+
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 cargo build --release -q -p trellis-proxy -p trellis-testkit
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -78,12 +83,40 @@ http { access_log off; upstream up { server 127.0.0.1:$upstream_port; keepalive 
   server { listen 127.0.0.1:$port; location / { proxy_pass http://up; proxy_http_version 1.1;
     proxy_set_header Connection ""; proxy_buffering off; } } }
 CONF
-  valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$work/nginx.conf" -p "$work" \
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$nginx_bin" -c "$work/nginx.conf" -p "$work" \
     >"$work/nginx.log" 2>&1 &
   local pid=$!
   wait_port "$port"
   [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
   kill -QUIT "$pid"; wait "$pid" || true
+  ir "$out"
+}
+
+run_haproxy() { # n_requests -> Ir
+  local port out
+  port=$(free_port); out="$work/haproxy.$1.cg"
+  cat >"$work/haproxy.cfg" <<CONF
+global
+    nbthread 1
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend bench
+    bind 127.0.0.1:$port
+    default_backend up
+backend up
+    server upstream 127.0.0.1:$upstream_port
+CONF
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$haproxy_bin" -db -f "$work/haproxy.cfg" \
+    >"$work/haproxy.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  kill -USR1 "$pid"; wait "$pid" || true
   ir "$out"
 }
 
