@@ -24,6 +24,13 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 /// Removes hop-by-hop headers, including those the `connection` header names. `TE: trailers`
 /// survives (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests carry none of them: one look at each name is cheaper than a lookup of each.
+    if !headers
+        .keys()
+        .any(|name| name == header::TE || HOP_BY_HOP.contains(name))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -53,30 +60,32 @@ pub fn peer_value(peer: std::net::IpAddr) -> HeaderValue {
 /// `x-forwarded-proto` and, when the client sent none, a fresh `x-request-id`. Returns the
 /// request id.
 pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &HeaderValue) -> HeaderValue {
-    let value = match headers.get(&FORWARDED_FOR) {
-        Some(existing) => {
-            let mut joined = Vec::with_capacity(existing.len() + 2 + peer.len());
-            joined.extend_from_slice(existing.as_bytes());
+    use http::header::Entry;
+    // Room for all three up front: the map grows at most once.
+    headers.reserve(3);
+    match headers.entry(FORWARDED_FOR) {
+        Entry::Occupied(mut existing) => {
+            let first = existing.get();
+            let mut joined = Vec::with_capacity(first.len() + 2 + peer.len());
+            joined.extend_from_slice(first.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(peer.as_bytes());
-            HeaderValue::from_bytes(&joined).ok()
+            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                // Replaces every earlier line: the joined value carries the first one on.
+                existing.insert(joined);
+            }
         }
-        None => Some(peer.clone()),
-    };
-    if let Some(value) = value {
-        headers.insert(FORWARDED_FOR, value);
-    }
-    if !headers.contains_key(&FORWARDED_PROTO) {
-        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    match headers.get(&REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let id = new_request_id();
-            headers.insert(REQUEST_ID, id.clone());
-            id
+        Entry::Vacant(vacant) => {
+            vacant.insert(peer.clone());
         }
     }
+    headers
+        .entry(FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static("http"));
+    headers
+        .entry(REQUEST_ID)
+        .or_insert_with(new_request_id)
+        .clone()
 }
 
 /// A random version-4 UUID, as Envoy generates request ids.

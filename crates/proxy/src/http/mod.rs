@@ -48,7 +48,8 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let snapshot = proxy.config.load();
-    let mut outcome = Outcome::new(&request, &downstream, started);
+    let logged = proxy.access_log.is_enabled();
+    let mut outcome = Outcome::new(&request, &downstream, started, logged);
     let (parts, body) = request.into_parts();
     let matched = snapshot
         .routers

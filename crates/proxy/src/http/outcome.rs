@@ -92,7 +92,14 @@ impl Outcome {
         }
     }
 
-    pub fn new<B>(request: &Request<B>, downstream: &Downstream, started: Instant) -> Self {
+    /// The story of `request` so far. The headers only the access log shows are kept when
+    /// `logged`.
+    pub fn new<B>(
+        request: &Request<B>,
+        downstream: &Downstream,
+        started: Instant,
+        logged: bool,
+    ) -> Self {
         let headers = request.headers();
         let authority = match request.uri().authority() {
             Some(authority) => Authority::Uri(authority.clone()),
@@ -111,9 +118,15 @@ impl Outcome {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             version: request.version(),
             authority,
-            request_id: headers.get(super::headers::REQUEST_ID).cloned(),
-            user_agent: headers.get(http::header::USER_AGENT).cloned(),
-            forwarded_for: headers.get(super::headers::FORWARDED_FOR).cloned(),
+            request_id: logged
+                .then(|| headers.get(super::headers::REQUEST_ID).cloned())
+                .flatten(),
+            user_agent: logged
+                .then(|| headers.get(http::header::USER_AGENT).cloned())
+                .flatten(),
+            forwarded_for: logged
+                .then(|| headers.get(super::headers::FORWARDED_FOR).cloned())
+                .flatten(),
             grpc: is_grpc(headers),
             peer: downstream.peer,
             local: downstream.local,
