@@ -14,6 +14,7 @@ pub mod admin;
 pub mod balance;
 pub mod body;
 pub mod detect;
+pub mod fast_map;
 pub mod http;
 pub mod listener;
 pub mod router;

@@ -3,7 +3,6 @@
 //!
 //! Compiled once per configuration update; lookups allocate nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -13,7 +12,7 @@ use trellis_proxy_config::{HeaderMatch, QueryMatch, Route, RouteMatch, RouteTabl
 #[derive(Debug)]
 pub struct Router {
     pub name: String,
-    exact: HashMap<String, usize>,
+    exact: crate::fast_map::FastMap<String, usize>,
     /// `*.suffix` domains as (".suffix", host index), longest suffix first.
     wildcards: Vec<(String, usize)>,
     catch_all: Option<usize>,
@@ -40,7 +39,7 @@ impl Router {
     pub fn new(table: &RouteTable) -> Self {
         let mut router = Self {
             name: table.name.clone(),
-            exact: HashMap::new(),
+            exact: Default::default(),
             wildcards: Vec::new(),
             catch_all: None,
             hosts: Vec::new(),

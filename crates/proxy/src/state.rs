@@ -4,13 +4,13 @@
 //! changes a request half-way; building the next snapshot happens off to the side and takes no
 //! lock the request path uses.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use trellis_proxy_config::Config;
 
+use crate::fast_map::FastMap;
 use crate::router::Router;
 use crate::telemetry::Metrics;
 use crate::upstream::ClusterRuntime;
@@ -20,8 +20,8 @@ use crate::upstream::ClusterRuntime;
 pub struct Snapshot {
     pub version: u64,
     pub config: Arc<Config>,
-    pub routers: HashMap<String, Arc<Router>>,
-    pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    pub routers: FastMap<String, Arc<Router>>,
+    pub clusters: FastMap<String, Arc<ClusterRuntime>>,
 }
 
 impl Snapshot {

@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::labels::{EdgeLabels, RequestProtocol};
+use crate::fast_map::FastMap;
 use crate::telemetry::ResponseFlags;
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
@@ -81,14 +82,14 @@ pub(super) struct TcpSeries {
 #[derive(Debug)]
 pub struct EdgeMetrics {
     labels: EdgeLabels,
-    pub(super) http: RwLock<HashMap<HttpKey, HttpSeries>>,
-    pub(super) tcp: RwLock<HashMap<ResponseFlags, TcpSeries>>,
+    pub(super) http: RwLock<FastMap<HttpKey, HttpSeries>>,
+    pub(super) tcp: RwLock<FastMap<ResponseFlags, TcpSeries>>,
 }
 
 /// Finds the series for `key`, creating it the first time, and hands it to `f`. The lock is
 /// held only for the duration of `f` (a few atomic updates), never across an await.
 fn with_series<K, V, R>(
-    table: &RwLock<HashMap<K, V>>,
+    table: &RwLock<FastMap<K, V>>,
     key: K,
     new: impl FnOnce() -> V,
     f: impl FnOnce(&V) -> R,
