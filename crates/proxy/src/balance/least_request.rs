@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use trellis_proxy_config::Endpoint;
 
 use super::weights::WeightTable;
-use super::{Balancer, EndpointState, any_endpoint};
+use super::{Balancer, EndpointState, power_of_two};
 
 /// Power of two choices on requests in flight relative to weight.
 #[derive(Debug)]
@@ -35,18 +35,7 @@ impl Balancer for LeastRequest {
         _hash: Option<u64>,
         avoid: &[usize],
     ) -> Option<usize> {
-        if endpoints.len() != self.weights.len() {
-            return any_endpoint(endpoints.len(), avoid);
-        }
-        let (first, second) = self.weights.two(avoid)?;
-        let Some(second) = second else {
-            return Some(first);
-        };
-        Some(if less_loaded(&endpoints[second], &endpoints[first]) {
-            second
-        } else {
-            first
-        })
+        power_of_two(&self.weights, endpoints, avoid, less_loaded)
     }
 }
 

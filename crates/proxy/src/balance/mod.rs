@@ -157,6 +157,29 @@ fn any_endpoint(len: usize, avoid: &[usize]) -> Option<usize> {
         .or(Some(start))
 }
 
+/// The power of two choices: draws two different endpoints from `table` (skipping `avoid` when
+/// it can) and keeps the first unless `beats(second, first)`. With a table that no longer
+/// matches the endpoints, any endpoint.
+fn power_of_two(
+    table: &weights::WeightTable,
+    endpoints: &[EndpointState],
+    avoid: &[usize],
+    beats: impl Fn(&EndpointState, &EndpointState) -> bool,
+) -> Option<usize> {
+    if endpoints.len() != table.len() {
+        return any_endpoint(endpoints.len(), avoid);
+    }
+    let (first, second) = table.two(avoid)?;
+    let Some(second) = second else {
+        return Some(first);
+    };
+    Some(if beats(&endpoints[second], &endpoints[first]) {
+        second
+    } else {
+        first
+    })
+}
+
 /// Whether every one of `len` endpoints is in `avoid` (so avoiding is impossible).
 fn all_avoided(len: usize, avoid: &[usize]) -> bool {
     (0..len).all(|i| avoid.contains(&i))

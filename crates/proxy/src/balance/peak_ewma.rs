@@ -27,7 +27,7 @@ use std::time::Duration;
 use trellis_proxy_config::Endpoint;
 
 use super::weights::WeightTable;
-use super::{Balancer, EWMA_DECAY_NANOS, EndpointState, any_endpoint};
+use super::{Balancer, EWMA_DECAY_NANOS, EndpointState, power_of_two};
 
 /// The latency assumed when neither candidate has answered a request yet.
 pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
@@ -53,23 +53,13 @@ impl Balancer for PeakEwma {
         _hash: Option<u64>,
         avoid: &[usize],
     ) -> Option<usize> {
-        if endpoints.len() != self.candidates.len() {
-            return any_endpoint(endpoints.len(), avoid);
-        }
-        let (first, second) = self.candidates.two(avoid)?;
-        let Some(second) = second else {
-            return Some(first);
-        };
-        let (a, b) = (&endpoints[first], &endpoints[second]);
-        let (latency_a, latency_b) = match (estimate(a), estimate(b)) {
-            (Some(la), Some(lb)) => (la, lb),
-            (Some(known), None) | (None, Some(known)) => (known, known),
-            (None, None) => (DEFAULT_RTT.as_nanos() as f64, DEFAULT_RTT.as_nanos() as f64),
-        };
-        Some(if cost(b, latency_b) < cost(a, latency_a) {
-            second
-        } else {
-            first
+        power_of_two(&self.candidates, endpoints, avoid, |b, a| {
+            let (latency_a, latency_b) = match (estimate(a), estimate(b)) {
+                (Some(la), Some(lb)) => (la, lb),
+                (Some(known), None) | (None, Some(known)) => (known, known),
+                (None, None) => (DEFAULT_RTT.as_nanos() as f64, DEFAULT_RTT.as_nanos() as f64),
+            };
+            cost(b, latency_b) < cost(a, latency_a)
         })
     }
 }
