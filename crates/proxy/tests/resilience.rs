@@ -64,6 +64,15 @@ async fn scripted(script: Script) -> (SocketAddr, Arc<AtomicU64>) {
 const NOW: std::time::Duration = std::time::Duration::ZERO;
 const LATE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A proxy sending `route` to cluster `c`, whose one endpoint is `address`.
+async fn proxy_for(route: Route, address: SocketAddr) -> Running {
+    start(http_config(
+        vec![route],
+        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
+    ))
+    .await
+}
+
 fn with_policy(mut route: Route, retry: Option<RetryPolicy>, timeout: Option<Duration>) -> Route {
     if let Action::Forward(forward) = &mut route.action {
         forward.retry = retry;
@@ -107,11 +116,7 @@ async fn connect_failures_are_retried_on_another_endpoint() {
 async fn without_retries_a_connect_failure_is_503_uf() {
     let dead = dead_address().await;
     let route = with_policy(forward("r", vec![], &[("c", 100)]), None, None);
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[dead], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, dead).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!(
         (got.status, got.body.as_str()),
@@ -137,11 +142,7 @@ async fn retriable_statuses_are_retried_until_success() {
         Some(policy(3, &[RetryOn::RetriableStatusCodes], &[503])),
         None,
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!((got.status, got.body.as_str()), (200, "done"));
     assert_eq!(
@@ -159,11 +160,7 @@ async fn the_last_response_comes_back_when_retries_run_out() {
         Some(policy(2, &[RetryOn::GatewayError], &[])),
         None,
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!(got.status, 502);
     assert_eq!(
@@ -188,11 +185,7 @@ async fn statuses_outside_the_policy_are_not_retried() {
         Some(policy(3, &[RetryOn::GatewayError], &[])),
         None,
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     assert_eq!(get(&proxy.url("/"), &[]).await.status, 500);
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
@@ -240,11 +233,7 @@ async fn per_try_timeouts_are_retried_within_the_route_timeout() {
         Some(retry),
         Some(Duration::from_millis(10_000)),
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!((got.status, got.body.as_str()), (200, "fast"));
     assert_eq!(seen.load(Ordering::SeqCst), 2);
@@ -260,11 +249,7 @@ async fn per_try_timeouts_end_in_504_when_retries_run_out() {
         Some(retry),
         Some(Duration::from_millis(30_000)),
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!(
         (got.status, got.body.as_str()),
@@ -287,11 +272,7 @@ async fn the_route_timeout_bounds_all_tries() {
         Some(retry),
         Some(Duration::from_millis(400)),
     );
-    let proxy = start(http_config(
-        vec![route],
-        vec![cluster("c", &[address], LoadBalancer::RoundRobin)],
-    ))
-    .await;
+    let proxy = proxy_for(route, address).await;
     let got = get(&proxy.url("/"), &[]).await;
     assert_eq!(
         (got.status, got.body.as_str()),
