@@ -57,28 +57,11 @@ fn is_control_plane(labels: &Labels) -> bool {
     labels.contains_key("istio") || labels.get("release").is_some_and(|r| r == "istio")
 }
 
-/// The protocol a Service port declares: UDP ports are UDP; otherwise `appProtocol` when set,
-/// else the name's prefix (`http-web` is HTTP). `None` when neither declares one the mesh knows
-/// (the mesh then detects the protocol from the traffic).
+/// The protocol a Service port declares ([`ServicePort::declared_protocol`]), or TCP for the
+/// well-known ports of server-first protocols. `None` when neither applies (the mesh then
+/// detects the protocol from the traffic).
 pub(super) fn service_port_protocol(port: &ServicePort) -> Option<Protocol> {
-    if port.protocol() == TransportProtocol::Udp {
-        return Some(Protocol::Udp);
-    }
-    let name = match port.app_protocol.as_deref() {
-        Some("kubernetes.io/h2c") => return Some(Protocol::Http2),
-        Some("kubernetes.io/ws") => return Some(Protocol::Http),
-        Some("kubernetes.io/wss") => return Some(Protocol::Https),
-        Some(app_protocol) => app_protocol,
-        None => port.name.as_deref().unwrap_or_default(),
-    };
-    if name
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("grpc-web"))
-    {
-        return Some(Protocol::GrpcWeb);
-    }
-    let prefix = name.split('-').next().unwrap_or(name);
-    Protocol::parse(prefix).or_else(|| {
+    port.declared_protocol().or_else(|| {
         SERVER_FIRST_PORTS
             .contains(&port.port.get())
             .then_some(Protocol::Tcp)

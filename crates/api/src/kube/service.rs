@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{TransportProtocol, check_port_name};
 use crate::resource::Spec;
 use crate::types::names::{check_label_key, is_dns1123_label, is_dns1123_subdomain};
-use crate::types::{Labels, Opaque, Port, validate_labels};
+use crate::types::{Labels, Opaque, Port, Protocol, validate_labels};
 use crate::validate::{Validate, Validator};
 
 /// The `clusterIP` of a headless service: no virtual IP, DNS answers with the pods' addresses.
@@ -145,6 +145,30 @@ impl ServicePort {
     /// The port's protocol, `TCP` when not written.
     pub fn protocol(&self) -> TransportProtocol {
         self.protocol.unwrap_or_default()
+    }
+
+    /// The application protocol the port declares: UDP for UDP ports; else `appProtocol`
+    /// (with Kubernetes' `kubernetes.io/h2c`, `ws` and `wss`), else the name's prefix
+    /// (`http-web` is HTTP, `grpc-web*` is gRPC-Web). `None` when neither names a protocol
+    /// the mesh knows.
+    pub fn declared_protocol(&self) -> Option<Protocol> {
+        if self.protocol() == TransportProtocol::Udp {
+            return Some(Protocol::Udp);
+        }
+        let name = match self.app_protocol.as_deref() {
+            Some("kubernetes.io/h2c") => return Some(Protocol::Http2),
+            Some("kubernetes.io/ws") => return Some(Protocol::Http),
+            Some("kubernetes.io/wss") => return Some(Protocol::Https),
+            Some(app_protocol) => app_protocol,
+            None => self.name.as_deref().unwrap_or_default(),
+        };
+        if name
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("grpc-web"))
+        {
+            return Some(Protocol::GrpcWeb);
+        }
+        Protocol::parse(name.split('-').next().unwrap_or(name))
     }
 
     /// The pods' port: `targetPort`, or `port` when that is not written.

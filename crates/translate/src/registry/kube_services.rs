@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 
 use trellis_api::Resource;
 use trellis_api::analyze::CLUSTER_DOMAIN;
-use trellis_api::kube::{self, ServiceSpec, ServiceType, TargetPort, TransportProtocol};
-use trellis_api::types::Protocol;
+use trellis_api::kube::{ServiceSpec, ServiceType, TargetPort};
 
 use super::{
     PortTarget, Registry, Resolve, Service, ServiceEndpoint, ServicePort, Workloads,
@@ -35,7 +34,7 @@ pub(super) fn add(
             .map(|p| ServicePort {
                 number: p.port.get(),
                 name: p.name.clone().unwrap_or_default(),
-                protocol: port_protocol(p),
+                protocol: p.declared_protocol(),
             })
             .collect();
         let endpoints = endpoints(service, workloads, resolve, warnings);
@@ -158,24 +157,3 @@ fn target_name(target: &TargetPort) -> Option<&str> {
     }
 }
 
-/// The protocol a Service port declares: UDP for UDP ports; else `appProtocol`, else the
-/// name's prefix (`http-web` is HTTP, `grpc-web` is gRPC-Web). `None`: not declared.
-fn port_protocol(port: &kube::ServicePort) -> Option<Protocol> {
-    if port.protocol() == TransportProtocol::Udp {
-        return Some(Protocol::Udp);
-    }
-    let name = match port.app_protocol.as_deref() {
-        Some("kubernetes.io/h2c") => return Some(Protocol::Http2),
-        Some("kubernetes.io/ws") => return Some(Protocol::Http),
-        Some("kubernetes.io/wss") => return Some(Protocol::Https),
-        Some(app_protocol) => app_protocol,
-        None => port.name.as_deref().unwrap_or_default(),
-    };
-    if name
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("grpc-web"))
-    {
-        return Some(Protocol::GrpcWeb);
-    }
-    Protocol::parse(name.split('-').next().unwrap_or(name))
-}
