@@ -234,16 +234,16 @@ impl EndpointPool {
             .writev(false)
             .handshake(io)
             .await
-            .map_err(|source| SendError::Handshake {
-                address: self.address,
-                source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream HTTP/1.1 connection ended");
-            }
-        });
+            .map_err(|source| self.handshake_failed(source))?;
+        drive(connection, "HTTP/1.1");
         Ok(sender)
+    }
+
+    fn handshake_failed(&self, source: hyper::Error) -> SendError {
+        SendError::Handshake {
+            address: self.address,
+            source,
+        }
     }
 
     async fn send_http2(
@@ -295,18 +295,23 @@ impl EndpointPool {
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
-            .map_err(|source| SendError::Handshake {
-                address: self.address,
-                source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream HTTP/2 connection ended");
-            }
-        });
+            .map_err(|source| self.handshake_failed(source))?;
+        drive(connection, "HTTP/2");
         *shared = Some(sender.clone());
         Ok(sender)
     }
+}
+
+/// Runs an upstream connection in a task of its own until it ends.
+fn drive(
+    connection: impl std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    version: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, version, "upstream connection ended");
+        }
+    });
 }
 
 /// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool when the

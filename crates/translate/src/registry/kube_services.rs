@@ -156,4 +156,3 @@ fn target_name(target: &TargetPort) -> Option<&str> {
         TargetPort::Number(_) => None,
     }
 }
-
