@@ -121,6 +121,14 @@ async fn forwards_with_rewrites_and_header_changes() {
             ..Rewrite::default()
         });
         forward.destinations[0].headers.request.add = vec![("x-canary".into(), "no".into())];
+        forward.destinations[0].headers.response = HeaderChanges {
+            set: vec![
+                ("x-destination".into(), "web".into()),
+                ("x-served-by".into(), "web".into()),
+            ],
+            add: vec![],
+            remove: vec![],
+        };
     }
     route.headers = HeaderOperations {
         request: HeaderChanges {
@@ -159,6 +167,8 @@ async fn forwards_with_rewrites_and_header_changes() {
     )
     .await;
     assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-destination"), Some("web"));
+    // The destination's changes come first, the route's after (Envoy's order): the route wins.
     assert_eq!(got.header("x-served-by"), Some("trellis"));
     assert_eq!(got.header("content-type"), None);
     let echo = got.json();

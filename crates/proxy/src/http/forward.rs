@@ -88,10 +88,12 @@ pub(super) async fn forward(
     if let Some((connection, upgrade)) = upgrade_headers {
         let request = Request::from_parts(parts, body);
         let authority = authority.to_owned();
-        return upgrade::forward_upgrade(
+        let mut response = upgrade::forward_upgrade(
             cluster, request, &authority, connection, upgrade, hash, outcome,
         )
         .await;
+        headers::apply(&destination.headers.response, response.headers_mut());
+        return response;
     }
 
     let version = cluster.version_for(parts.version);
@@ -111,10 +113,14 @@ pub(super) async fn forward(
         }
     };
     outcome.bytes_received = body.buffered_len();
-    send_with_retries(
+    let mut response = send_with_retries(
         cluster, parts, target, version, body, policy, deadline, hash, outcome,
     )
-    .await
+    .await;
+    // The destination's changes first; the route's follow in `handle` and win a conflict, as
+    // in Envoy, where the more general level is applied last.
+    headers::apply(&destination.headers.response, response.headers_mut());
+    response
 }
 
 /// Chooses one destination in proportion to the weights.
