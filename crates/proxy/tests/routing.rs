@@ -168,8 +168,8 @@ async fn forwards_with_rewrites_and_header_changes() {
     .await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(got.header("x-destination"), Some("web"));
-    // The destination's changes come first, the route's after (Envoy's order): the route wins.
-    assert_eq!(got.header("x-served-by"), Some("trellis"));
+    // The destination's changes come after the route's: the more specific one wins.
+    assert_eq!(got.header("x-served-by"), Some("web"));
     assert_eq!(got.header("content-type"), None);
     let echo = got.json();
     assert_eq!(echo["path"], "/echo/users");

@@ -31,16 +31,10 @@ pub(super) async fn forward(
     downstream: &Downstream,
     matched: &Matched,
     forward: &Forward,
+    destination: &WeightedCluster,
     request: Request<Incoming>,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let Some(destination) = pick_destination(&forward.destinations) else {
-        return outcome.fail(
-            ResponseFlags::NO_CLUSTER_FOUND,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no cluster",
-        );
-    };
     let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
         return outcome.fail(
             ResponseFlags::NO_CLUSTER_FOUND,
@@ -88,12 +82,10 @@ pub(super) async fn forward(
     if let Some((connection, upgrade)) = upgrade_headers {
         let request = Request::from_parts(parts, body);
         let authority = authority.to_owned();
-        let mut response = upgrade::forward_upgrade(
+        return upgrade::forward_upgrade(
             cluster, request, &authority, connection, upgrade, hash, outcome,
         )
         .await;
-        headers::apply(&destination.headers.response, response.headers_mut());
-        return response;
     }
 
     let version = cluster.version_for(parts.version);
@@ -113,18 +105,14 @@ pub(super) async fn forward(
         }
     };
     outcome.bytes_received = body.buffered_len();
-    let mut response = send_with_retries(
+    send_with_retries(
         cluster, parts, target, version, body, policy, deadline, hash, outcome,
     )
-    .await;
-    // The destination's changes first; the route's follow in `handle` and win a conflict, as
-    // in Envoy, where the more general level is applied last.
-    headers::apply(&destination.headers.response, response.headers_mut());
-    response
+    .await
 }
 
 /// Chooses one destination in proportion to the weights.
-fn pick_destination(destinations: &[WeightedCluster]) -> Option<&WeightedCluster> {
+pub(super) fn pick_destination(destinations: &[WeightedCluster]) -> Option<&WeightedCluster> {
     let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
     if total == 0 {
         return destinations.first();

@@ -78,21 +78,31 @@ pub async fn handle(
             );
             local::redirect(redirect.status, &location)
         }
-        Action::Forward(forward) => {
-            let request = Request::from_parts(parts, body);
-            let response = forward::forward(
-                &snapshot,
-                &downstream,
-                &matched,
-                forward,
-                request,
-                &mut outcome,
-            )
-            .await;
-            let mut response = response;
-            headers::apply(&matched.route.headers.response, response.headers_mut());
-            return Ok(proxy.finish(outcome, response));
-        }
+        Action::Forward(forward) => match forward::pick_destination(&forward.destinations) {
+            None => outcome.fail(
+                ResponseFlags::NO_CLUSTER_FOUND,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no cluster",
+            ),
+            Some(destination) => {
+                let request = Request::from_parts(parts, body);
+                let mut response = forward::forward(
+                    &snapshot,
+                    &downstream,
+                    &matched,
+                    forward,
+                    destination,
+                    request,
+                    &mut outcome,
+                )
+                .await;
+                // The destination's changes after the route's, on responses as on requests:
+                // the more specific one wins a conflict.
+                headers::apply(&matched.route.headers.response, response.headers_mut());
+                headers::apply(&destination.headers.response, response.headers_mut());
+                return Ok(proxy.finish(outcome, response));
+            }
+        },
     };
     headers::apply(&matched.route.headers.response, response.headers_mut());
     Ok(proxy.finish(outcome, response))
