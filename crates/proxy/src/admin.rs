@@ -142,22 +142,9 @@ fn clusters_text(proxy: &Proxy) -> String {
     let snapshot = proxy.config.load();
     let mut out = String::new();
     for (name, cluster) in &snapshot.clusters {
-        let stats = &cluster.stats;
-        let _ = writeln!(
-            out,
-            "{name}::requests::{}",
-            stats.requests.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::connect_failures::{}",
-            stats.connect_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::retries::{}",
-            stats.retries.load(Ordering::Relaxed)
-        );
+        for (stat, value) in cluster.stats.counters() {
+            let _ = writeln!(out, "{name}::{stat}::{value}");
+        }
         for (index, endpoint) in cluster.endpoints.iter().enumerate() {
             let address = endpoint.address;
             let _ = writeln!(out, "{name}::{address}::weight::{}", endpoint.weight);
@@ -183,22 +170,27 @@ fn clusters_json(proxy: &Proxy) -> serde_json::Value {
         .clusters
         .iter()
         .map(|(name, cluster)| {
-            let stats = &cluster.stats;
-            json!({
-                "name": name,
-                "requests": stats.requests.load(Ordering::Relaxed),
-                "connect_failures": stats.connect_failures.load(Ordering::Relaxed),
-                "resets": stats.resets.load(Ordering::Relaxed),
-                "timeouts": stats.timeouts.load(Ordering::Relaxed),
-                "retries": stats.retries.load(Ordering::Relaxed),
-                "endpoints": cluster.endpoints.iter().enumerate().map(|(index, e)| json!({
-                    "address": e.address.to_string(),
-                    "weight": e.weight,
-                    "active_requests": e.in_flight.load(Ordering::Relaxed),
-                    "idle_connections": cluster.pool(index).idle_connections(),
-                    "healthy": true,
-                })).collect::<Vec<_>>(),
-            })
+            let mut entry = serde_json::Map::new();
+            entry.insert("name".into(), json!(name));
+            for (stat, value) in cluster.stats.counters() {
+                entry.insert(stat.into(), json!(value));
+            }
+            let endpoints: Vec<_> = cluster
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(index, e)| {
+                    json!({
+                        "address": e.address.to_string(),
+                        "weight": e.weight,
+                        "active_requests": e.in_flight.load(Ordering::Relaxed),
+                        "idle_connections": cluster.pool(index).idle_connections(),
+                        "healthy": true,
+                    })
+                })
+                .collect();
+            entry.insert("endpoints".into(), json!(endpoints));
+            serde_json::Value::Object(entry)
         })
         .collect();
     json!({ "clusters": clusters })

@@ -43,6 +43,19 @@ impl ClusterStats {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Every counter with its name, for the admin views.
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("requests", read(&self.requests)),
+            ("connect_failures", read(&self.connect_failures)),
+            ("resets", read(&self.resets)),
+            ("timeouts", read(&self.timeouts)),
+            ("retries", read(&self.retries)),
+            ("no_endpoint", read(&self.no_endpoint)),
+        ]
+    }
 }
 
 impl ClusterRuntime {
