@@ -13,7 +13,7 @@
 use trellis_proxy_config::Endpoint;
 
 use super::hash::endpoint_hash;
-use super::{Balancer, EndpointState, all_avoided, any_endpoint};
+use super::{Balancer, EndpointState, any_endpoint, owner_from};
 
 /// Table size when the policy does not say (Envoy's default): about 100 slots per endpoint for
 /// clusters of up to 650 endpoints.
@@ -144,17 +144,9 @@ impl Balancer for Maglev {
             return None;
         }
         let start = (hash.unwrap_or_else(|| fastrand::u64(..)) % size as u64) as usize;
-        let owner = self.table[start] as usize;
-        if !avoid.contains(&owner) || all_avoided(self.endpoints, avoid) {
-            return Some(owner);
-        }
-        // A retry takes the next slot of an endpoint not yet tried. Neighbouring slots belong to
-        // unrelated endpoints, so the retries of one endpoint's keys spread over the others by
-        // weight, and every retry of one key goes to the same place.
-        (1..size)
-            .map(|k| self.table[(start + k) % size] as usize)
-            .find(|o| !avoid.contains(o))
-            .or(Some(owner))
+        // Neighbouring slots belong to unrelated endpoints, so the retries of one endpoint's
+        // keys spread over the others by weight.
+        Some(owner_from(&self.table, start, self.endpoints, avoid))
     }
 }
 

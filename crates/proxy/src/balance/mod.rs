@@ -180,6 +180,21 @@ fn power_of_two(
     })
 }
 
+/// The owner of slot `start` in a circular table of endpoint indexes (a Maglev table, a hash
+/// ring), or, when a retry avoids it, the owner of the next slot onward not avoided: every
+/// retry of one key goes to the same place. `endpoints` is how many endpoints own slots.
+fn owner_from(owners: &[u32], start: usize, endpoints: usize, avoid: &[usize]) -> usize {
+    let owner = owners[start] as usize;
+    if !avoid.contains(&owner) || all_avoided(endpoints, avoid) {
+        return owner;
+    }
+    let len = owners.len();
+    (1..len)
+        .map(|k| owners[(start + k) % len] as usize)
+        .find(|o| !avoid.contains(o))
+        .unwrap_or(owner)
+}
+
 /// Whether every one of `len` endpoints is in `avoid` (so avoiding is impossible).
 fn all_avoided(len: usize, avoid: &[usize]) -> bool {
     (0..len).all(|i| avoid.contains(&i))

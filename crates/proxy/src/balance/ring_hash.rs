@@ -10,7 +10,7 @@
 use trellis_proxy_config::Endpoint;
 
 use super::hash::endpoint_hash;
-use super::{Balancer, EndpointState, all_avoided, any_endpoint};
+use super::{Balancer, EndpointState, any_endpoint, owner_from};
 
 /// Nodes on the ring when the policy does not say (Istio's and Envoy's default).
 pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
@@ -124,16 +124,8 @@ impl Balancer for RingHash {
         }
         let point = hash.unwrap_or_else(|| fastrand::u64(..));
         let start = self.points.partition_point(|p| *p < point) % len;
-        let owner = self.owners[start] as usize;
-        if !avoid.contains(&owner) || all_avoided(self.endpoints, avoid) {
-            return Some(owner);
-        }
-        // A retry goes on clockwise to the next node of an endpoint not yet tried: the same
-        // endpoint for every retry of the same key.
-        (1..len)
-            .map(|k| self.owners[(start + k) % len] as usize)
-            .find(|o| !avoid.contains(o))
-            .or(Some(owner))
+        // A retry goes on clockwise to the next node of an endpoint not yet tried.
+        Some(owner_from(&self.owners, start, self.endpoints, avoid))
     }
 }
 
