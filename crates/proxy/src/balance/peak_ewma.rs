@@ -90,7 +90,7 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
-    use super::super::test_support::{endpoints, shares};
+    use super::super::test_support::{assert_always_picks, endpoints, shares};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -128,9 +128,7 @@ mod tests {
         state[1].observe(50 * MS);
         // 2 ms × 31 in flight costs more than 50 ms × 1.
         state[0].in_flight.store(30, Ordering::Relaxed);
-        for _ in 0..200 {
-            assert_eq!(balancer.pick(&state, None, &[]), Some(1));
-        }
+        assert_always_picks(&balancer, &state, 1);
     }
 
     #[test]
@@ -144,13 +142,9 @@ mod tests {
         // Nothing observed anywhere: equal latency, so load and weight decide.
         let (config, state) = endpoints(&[3, 1]);
         let balancer = PeakEwma::new(&config);
-        for _ in 0..200 {
-            assert_eq!(balancer.pick(&state, None, &[]), Some(0));
-        }
+        assert_always_picks(&balancer, &state, 0);
         state[0].in_flight.store(3, Ordering::Relaxed);
-        for _ in 0..200 {
-            assert_eq!(balancer.pick(&state, None, &[]), Some(1));
-        }
+        assert_always_picks(&balancer, &state, 1);
     }
 
     #[test]
@@ -171,9 +165,7 @@ mod tests {
             .expect("uptime over a minute");
         state[1].epoch = minute_ago;
         state[0].observe(2 * MS);
-        for _ in 0..200 {
-            assert_eq!(balancer.pick(&state, None, &[]), Some(1));
-        }
+        assert_always_picks(&balancer, &state, 1);
     }
 
     #[test]

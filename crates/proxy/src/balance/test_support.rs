@@ -33,6 +33,17 @@ pub(super) fn shares(
     counts.iter().map(|c| *c as f64 / picks as f64).collect()
 }
 
+/// Asserts that 200 picks (no hash, nothing avoided) all go to endpoint `expected`.
+pub(super) fn assert_always_picks(
+    balancer: &dyn Balancer,
+    state: &[EndpointState],
+    expected: usize,
+) {
+    for _ in 0..200 {
+        assert_eq!(balancer.pick(state, None, &[]), Some(expected));
+    }
+}
+
 /// Asserts each share is within `tolerance` of its endpoint's share of `weights`.
 pub(super) fn assert_shares(shares: &[f64], weights: &[u32], tolerance: f64) {
     let total: u32 = weights.iter().sum();
