@@ -5,21 +5,26 @@
 # throughput, latency and memory. User-space instructions only: the kernel's share (the
 # loopback sends and receives, about half of the time) is not counted.
 #
-#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx,haproxy]
+#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx,haproxy] [--h2]
 #
 # Each proxy runs with one worker (HAProxy: one thread); h2load sends N HTTP/1.1 requests over
-# 4 keep-alive connections to a trellis-upstream. A run with no requests measures start-up and
-# shutdown, which is subtracted.
+# 4 keep-alive connections to a trellis-upstream (with --h2: h2c with prior knowledge, 10
+# streams at a time on each connection; the proxies still speak HTTP/1.1 to the upstream). A
+# run with no requests measures start-up and shutdown, which is subtracted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 requests=20000
 legs=trellis,nginx,haproxy
+load=(--h1 -c 4)
+nginx_listen=""
+haproxy_bind=""
 while [ $# -gt 0 ]; do
   case $1 in
     --requests) requests=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --h2) load=(-c 4 -m 10); nginx_listen=" http2"; haproxy_bind=" proto h2"; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -53,6 +58,14 @@ upstream_port=$(free_port)
 pids+=($!)
 wait_port "$upstream_port"
 
+# send n_requests to port; every one must get a 2xx, or the count means nothing
+send() {
+  h2load "${load[@]}" -n "$1" "http://127.0.0.1:$2/" >"$work/h2load.log"
+  if ! grep -q "status codes: $1 2xx" "$work/h2load.log"; then
+    echo "not every request succeeded:" >&2; cat "$work/h2load.log" >&2; exit 1
+  fi
+}
+
 # total Ir of a callgrind output file
 ir() { awk '/^summary:/ {print $2}' "$1"; }
 
@@ -67,7 +80,7 @@ run_trellis() { # n_requests -> Ir
     >"$work/trellis.log" 2>&1 &
   local pid=$!
   wait_port "$port"; wait_port "$admin"
-  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  [ "$1" -gt 0 ] && send "$1" "$port"
   curl -s -X POST "http://127.0.0.1:$admin/quitquitquit" >/dev/null
   wait "$pid" || true
   ir "$out"
@@ -79,15 +92,16 @@ run_nginx() { # n_requests -> Ir
   cat >"$work/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $work/nginx.pid; error_log $work/nginx-error.log;
 events { worker_connections 1024; }
-http { access_log off; upstream up { server 127.0.0.1:$upstream_port; keepalive 64; }
-  server { listen 127.0.0.1:$port; location / { proxy_pass http://up; proxy_http_version 1.1;
+http { access_log off; keepalive_requests 100000000;
+  upstream up { server 127.0.0.1:$upstream_port; keepalive 64; }
+  server { listen 127.0.0.1:$port$nginx_listen; location / { proxy_pass http://up; proxy_http_version 1.1;
     proxy_set_header Connection ""; proxy_buffering off; } } }
 CONF
   valgrind --tool=callgrind --callgrind-out-file="$out" "$nginx_bin" -c "$work/nginx.conf" -p "$work" \
     >"$work/nginx.log" 2>&1 &
   local pid=$!
   wait_port "$port"
-  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  [ "$1" -gt 0 ] && send "$1" "$port"
   kill -QUIT "$pid"; wait "$pid" || true
   ir "$out"
 }
@@ -106,7 +120,7 @@ defaults
     timeout client 120s
     timeout server 120s
 frontend bench
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$haproxy_bind
     default_backend up
 backend up
     server upstream 127.0.0.1:$upstream_port
@@ -115,7 +129,7 @@ CONF
     >"$work/haproxy.log" 2>&1 &
   local pid=$!
   wait_port "$port"
-  [ "$1" -gt 0 ] && h2load --h1 -n "$1" -c 4 "http://127.0.0.1:$port/" >"$work/h2load.log"
+  [ "$1" -gt 0 ] && send "$1" "$port"
   kill -USR1 "$pid"; wait "$pid" || true
   ir "$out"
 }
