@@ -434,17 +434,27 @@ async fn serve_http(
         route_table: Arc::from(route_table),
         activity: activity.clone(),
     });
-    let service =
-        service_fn(move |request| crate::http::handle(proxy.clone(), downstream.clone(), request));
     let stream = Watched {
         inner: stream,
         activity: activity.clone(),
     };
     let io = TokioIo::new(stream);
     let result = if http2 {
+        // Each stream's future is spawned as a task and moved on the way there: boxed, only
+        // a pointer moves. (HTTP/1.1 keeps one request's future in place per connection.)
+        let service = service_fn(move |request| {
+            Box::pin(crate::http::handle(
+                proxy.clone(),
+                downstream.clone(),
+                request,
+            ))
+        });
         let connection = builder.http2.serve_connection(io, service);
         drive(connection, &activity, limits, false, drain).await
     } else {
+        let service = service_fn(move |request| {
+            crate::http::handle(proxy.clone(), downstream.clone(), request)
+        });
         let connection = builder.http1.serve_connection(io, service).with_upgrades();
         drive(connection, &activity, limits, true, drain).await
     };
