@@ -5,8 +5,11 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
+/// Why a body broke off: the connection it came on failed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A streamed body.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// An empty body.
 pub fn empty() -> Body {

@@ -166,7 +166,7 @@ impl RequestBody {
         match self {
             Self::Replayable(bytes) if bytes.is_empty() => Some(body::empty()),
             Self::Replayable(bytes) => Some(body::full(bytes.clone())),
-            Self::Streaming(body) => body.take().map(|b| b.boxed()),
+            Self::Streaming(body) => body.take().map(|b| b.map_err(Into::into).boxed()),
         }
     }
 }

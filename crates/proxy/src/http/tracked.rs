@@ -63,12 +63,12 @@ impl<F: FnOnce(BodyEnd)> Tracked<F> {
 
 impl<F: FnOnce(BodyEnd) + Unpin> HttpBody for Tracked<F> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -92,7 +92,9 @@ pub(super) async fn forward_upgrade(
         }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return response.map(http_body_util::BodyExt::boxed);
+        return response.map(|body| {
+            http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, Into::into))
+        });
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {

@@ -4,6 +4,7 @@
 //! A cluster's runtime survives configuration updates that leave the cluster unchanged, so its
 //! pooled connections and load statistics carry over.
 
+mod http1;
 mod pool;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Connections to one endpoint: a pool of idle HTTP/1.1 connections, or one shared HTTP/2
-//! connection that multiplexes every request.
+//! Connections to one endpoint: a pool of idle HTTP/1.1 connections (see [`super::http1`]),
+//! or one shared HTTP/2 connection that multiplexes every request.
 //!
 //! The proxy keeps its own pools (rather than a generic HTTP client) so that the request it
 //! sends keeps the authority the client wrote while the connection goes to the endpoint the
@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use crate::body::Body;
+use super::http1;
+use crate::body::{Body, BoxError};
 
 /// Idle HTTP/1.1 connections kept per endpoint, at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -46,7 +47,7 @@ pub enum SendError {
     #[error("{address} reset or closed the connection before responding: {source}")]
     Reset {
         address: SocketAddr,
-        source: hyper::Error,
+        source: BoxError,
         refused_stream: bool,
     },
 }
@@ -69,7 +70,7 @@ pub enum Version {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Body>,
+    connection: http1::Connection,
     since: Instant,
 }
 
@@ -139,10 +140,7 @@ impl EndpointPool {
     ) -> Result<Response<UpstreamBody>, SendError> {
         match version {
             Version::Http1 => self.send_http1(request).await,
-            Version::Http2 => Ok(self.send_http2(request).await?.map(|body| UpstreamBody {
-                body,
-                recycle: None,
-            })),
+            Version::Http2 => Ok(self.send_http2(request).await?.map(UpstreamBody::Http2)),
         }
     }
 
@@ -150,61 +148,48 @@ impl EndpointPool {
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        // A pooled connection the endpoint closed meanwhile hands the request back unsent;
-        // it then goes on a fresh connection. At most once per pooled connection tried.
+        // A pooled connection the endpoint closed just now hands the request back unsent; it
+        // then goes on a fresh connection. At most once per pooled connection tried.
         loop {
-            let (mut sender, pooled) = match self.take_idle().await {
-                Some(sender) => (sender, true),
+            let (connection, pooled) = match self.take_idle() {
+                Some(connection) => (connection, true),
                 None => (self.connect_http1().await?, false),
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let recycle = Some((Arc::clone(self), sender));
-                    return Ok(response.map(|body| UpstreamBody { body, recycle }));
+            match connection.send(request, Arc::clone(self)).await {
+                Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
+                Err(http1::Failed {
+                    unsent: Some(unsent),
+                    ..
+                }) if pooled => request = unsent,
+                Err(failed) => {
+                    return Err(SendError::Reset {
+                        address: self.address,
+                        refused_stream: false,
+                        source: failed.error.into(),
+                    });
                 }
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if pooled => request = unsent,
-                    _ => {
-                        let source = failed.into_error();
-                        return Err(SendError::Reset {
-                            address: self.address,
-                            refused_stream: false,
-                            source,
-                        });
-                    }
-                },
             }
         }
     }
 
-    /// A pooled connection of this worker, ready for a request. A connection returned as its
-    /// last response ended may need a moment before it takes the next one.
-    async fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
-        loop {
-            let candidate = {
-                let mut idle = self.mine().idle.lock().ok()?;
-                idle.pop()?
-            };
-            let mut sender = candidate.sender;
-            if sender.is_closed() || candidate.since.elapsed() >= self.idle_timeout {
-                continue;
-            }
-            if sender.is_ready() || sender.ready().await.is_ok() {
-                return Some(sender);
+    /// A pooled connection of this worker that is still open and has not idled too long.
+    pub(super) fn take_idle(&self) -> Option<http1::Connection> {
+        let mut idle = self.mine().idle.lock().ok()?;
+        while let Some(mut candidate) = idle.pop() {
+            if candidate.since.elapsed() < self.idle_timeout && !candidate.connection.is_closed() {
+                return Some(candidate.connection);
             }
         }
+        None
     }
 
-    /// Puts a connection whose response has ended back in this worker's pool.
-    fn recycle(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Puts a connection whose exchange has ended back in this worker's pool.
+    pub(super) fn recycle(&self, connection: http1::Connection) {
         if let Ok(mut idle) = self.mine().idle.lock()
             && idle.len() < MAX_IDLE_PER_ENDPOINT
         {
             idle.push(Idle {
-                sender,
+                connection,
                 since: Instant::now(),
             });
         }
@@ -228,15 +213,8 @@ impl EndpointPool {
         Ok(stream)
     }
 
-    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, SendError> {
-        let io = self.connect().await?;
-        let (sender, connection) = http1::Builder::new()
-            .writev(false)
-            .handshake(io)
-            .await
-            .map_err(|source| self.handshake_failed(source))?;
-        drive(connection, "HTTP/1.1");
-        Ok(sender)
+    async fn connect_http1(&self) -> Result<http1::Connection, SendError> {
+        Ok(http1::Connection::new(self.connect_stream().await?))
     }
 
     fn handshake_failed(&self, source: hyper::Error) -> SendError {
@@ -276,7 +254,7 @@ impl EndpointPool {
                         return Err(SendError::Reset {
                             address: self.address,
                             refused_stream,
-                            source,
+                            source: source.into(),
                         });
                     }
                 },
@@ -291,13 +269,18 @@ impl EndpointPool {
         if let Some(sender) = shared.as_ref().filter(|s| !replace && !s.is_closed()) {
             return Ok(sender.clone());
         }
+        let sender = Box::pin(self.connect_http2()).await?;
+        *shared = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, SendError> {
         let io = self.connect().await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
             .map_err(|source| self.handshake_failed(source))?;
         drive(connection, "HTTP/2");
-        *shared = Some(sender.clone());
         Ok(sender)
     }
 }
@@ -314,64 +297,43 @@ fn drive(
     });
 }
 
-/// A response body from an endpoint. An HTTP/1.1 connection goes back to its pool when the
-/// body has been read to its end (not when it is dropped part-way: the connection is then
+/// A response body from an endpoint: over HTTP/1.1 its connection goes back to the pool when
+/// the body has been read to its end (not when it is dropped part-way: the connection is then
 /// mid-message and is closed).
-pub struct UpstreamBody {
-    body: Incoming,
-    recycle: Option<(Arc<EndpointPool>, http1::SendRequest<Body>)>,
-}
-
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody").finish_non_exhaustive()
-    }
-}
-
-impl UpstreamBody {
-    fn recycle_connection(&mut self) {
-        if let Some((pool, sender)) = self.recycle.take() {
-            pool.recycle(sender);
-        }
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        if http_body::Body::is_end_stream(&self.body) {
-            self.recycle_connection();
-        }
-    }
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Http1(http1::ResponseBody),
+    Http2(Incoming),
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        // Ended: either it said so, or its last frame left it at the end (a reader that knows
-        // the length may stop polling there).
-        let ended = match &polled {
-            std::task::Poll::Ready(None) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
-            _ => false,
-        };
-        if ended {
-            self.recycle_connection();
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Http1(body) => std::pin::Pin::new(body).poll_frame(cx),
+            Self::Http2(body) => std::pin::Pin::new(body)
+                .poll_frame(cx)
+                .map_err(BoxError::from),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match self {
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Http2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        match self {
+            Self::Http1(body) => body.size_hint(),
+            Self::Http2(body) => body.size_hint(),
+        }
     }
 }
 
