@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -16,7 +16,7 @@ use crate::body::{self, Body};
 use crate::router::Matched;
 use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterRuntime, ClusterStats, SendError, Version};
+use crate::upstream::{ClusterRuntime, ClusterStats, Outgoing, SendError, Version};
 
 /// Request bodies up to this size are kept so the request can be retried; larger ones stream
 /// through once.
@@ -217,7 +217,12 @@ async fn send_with_retries(
         };
         let endpoint = &cluster.endpoints[index];
         outcome.upstream = Some(endpoint.address);
-        let request = upstream_request(&parts, &target, version, try_body);
+        let request = Outgoing {
+            parts: &parts,
+            host: target.host.as_ref(),
+            authority: &target.authority,
+            body: try_body,
+        };
         let per_try = policy.and_then(|p| p.per_try_timeout).map(|t| t.as_std());
         let budget = match (per_try, deadline) {
             (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
@@ -346,43 +351,6 @@ impl Target {
         };
         Self { host, authority }
     }
-}
-
-/// The request as it goes upstream: origin-form with `host` for HTTP/1.1, absolute with the
-/// authority (becoming `:authority`) for HTTP/2.
-fn upstream_request(
-    parts: &http::request::Parts,
-    target: &Target,
-    version: Version,
-    body: Body,
-) -> Request<Body> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.headers_mut() = parts.headers.clone();
-    match version {
-        Version::Http1 => {
-            *request.uri_mut() = Uri::from(path);
-            *request.version_mut() = http::Version::HTTP_11;
-            if let Some(host) = &target.host {
-                request.headers_mut().insert(header::HOST, host.clone());
-            }
-        }
-        Version::Http2 => {
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(target.authority.clone());
-            uri.path_and_query = Some(path);
-            *request.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
-            *request.version_mut() = http::Version::HTTP_2;
-            request.headers_mut().remove(header::HOST);
-        }
-    }
-    request
 }
 
 /// Whether a response counts as a failed try under the policy.

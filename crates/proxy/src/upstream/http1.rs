@@ -22,12 +22,12 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::pool::EndpointPool;
+use super::pool::{EndpointPool, Outgoing};
 use crate::body::{Body, BoxError};
 
 /// Response heads (and trailer blocks) larger than this are refused.
@@ -55,8 +55,9 @@ pub(super) struct Connection {
 #[derive(Debug)]
 pub(super) struct Failed {
     pub(super) error: io::Error,
-    /// The request, when none of it reached the connection (it can go on another one).
-    pub(super) unsent: Option<Request<Body>>,
+    /// The request's body, when none of the request reached the connection (it can go on
+    /// another one).
+    pub(super) unsent: Option<Body>,
 }
 
 impl Connection {
@@ -78,18 +79,23 @@ impl Connection {
         !matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends `request` (origin-form URI, with its `host` header) and reads the response head.
-    /// The response body hands the connection back to `pool` when it has been read to its end
-    /// and the connection can carry another request.
+    /// Sends `request` and reads the response head. The response body hands the connection
+    /// back to `pool` when it has been read to its end and the connection can carry another
+    /// request.
     pub(super) async fn send(
         mut self,
-        request: Request<Body>,
+        request: Outgoing<'_>,
         pool: Arc<EndpointPool>,
     ) -> Result<Response<ResponseBody>, Failed> {
-        let head_only = request.method() == Method::HEAD;
-        let (parts, mut body) = request.into_parts();
+        let Outgoing {
+            parts,
+            host,
+            mut body,
+            ..
+        } = request;
+        let head_only = parts.method == Method::HEAD;
         let hint = body.size_hint();
-        let framing = encode_head(&parts, &hint, &mut self.write);
+        let framing = encode_head(parts, host, &hint, &mut self.write);
         let mut upload = Upload::new(framing == BodyFraming::Chunked);
         let mut body_touched = false;
         if body.is_end_stream() {
@@ -124,7 +130,7 @@ impl Connection {
         let written = match written {
             Ok(n) => n,
             Err(error) => {
-                let unsent = (!body_touched).then(|| Request::from_parts(parts, body));
+                let unsent = (!body_touched).then_some(body);
                 return Err(Failed { error, unsent });
             }
         };
@@ -176,8 +182,14 @@ enum BodyFraming {
     Chunked,
 }
 
-/// Writes the request line and headers; the body's framing comes from its size.
-fn encode_head(parts: &http::request::Parts, hint: &SizeHint, out: &mut Vec<u8>) -> BodyFraming {
+/// Writes the request line (origin form) and headers, with `host` in place of the request's
+/// own when given; the body's framing comes from its size.
+fn encode_head(
+    parts: &http::request::Parts,
+    host: Option<&HeaderValue>,
+    hint: &SizeHint,
+    out: &mut Vec<u8>,
+) -> BodyFraming {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -188,8 +200,16 @@ fn encode_head(parts: &http::request::Parts, hint: &SizeHint, out: &mut Vec<u8>)
         path.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || (host.is_some() && name == header::HOST)
+        {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -777,6 +797,7 @@ impl Drop for ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
     use http_body_util::BodyExt;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
@@ -928,8 +949,22 @@ mod tests {
 
     fn encoded(parts: &http::request::Parts, hint: SizeHint) -> (String, BodyFraming) {
         let mut out = Vec::new();
-        let framing = encode_head(parts, &hint, &mut out);
+        let framing = encode_head(parts, None, &hint, &mut out);
         (String::from_utf8(out).unwrap(), framing)
+    }
+
+    /// `request` to send, borrowing its head.
+    fn outgoing<'a>(
+        parts: &'a http::request::Parts,
+        authority: &'a http::uri::Authority,
+        body: Body,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            parts,
+            host: None,
+            authority,
+            body,
+        }
     }
 
     #[test]
@@ -946,10 +981,23 @@ mod tests {
                 BodyFraming::Length
             )
         );
-        let bare_get = parts(Method::GET, "/", &[("host", "svc")]);
+        let bare_get = parts(Method::GET, "/", &[("host", "svc"), ("x-a", "1")]);
         assert_eq!(
             encoded(&bare_get, SizeHint::with_exact(0)).0,
-            "GET / HTTP/1.1\r\nhost: svc\r\n\r\n"
+            "GET / HTTP/1.1\r\nhost: svc\r\nx-a: 1\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        let rewritten = HeaderValue::from_static("other");
+        encode_head(
+            &bare_get,
+            Some(&rewritten),
+            &SizeHint::with_exact(0),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nhost: other\r\nx-a: 1\r\n\r\n",
+            "a rewritten host replaces the request's"
         );
         let post = parts(Method::POST, "/", &[("transfer-encoding", "chunked")]);
         assert_eq!(
@@ -1011,10 +1059,9 @@ mod tests {
         let pool = EndpointPool::new(address, None, None);
         let mut connection = Connection::new(TcpStream::connect(address).await.unwrap());
         for (body, expected) in [("first", &b"hello"[..]), ("", b"abc")] {
-            let request = Request::post("/upload")
-                .header("host", "svc")
-                .body(crate::body::full(body))
-                .unwrap();
+            let head = parts(Method::POST, "/upload", &[("host", "svc")]);
+            let authority = http::uri::Authority::from_static("svc");
+            let request = outgoing(&head, &authority, crate::body::full(body));
             let response = connection.send(request, pool.clone()).await.unwrap();
             assert_eq!(response.status(), 200);
             let got = response.into_body().collect().await.unwrap().to_bytes();
@@ -1048,8 +1095,12 @@ mod tests {
         feed.send(Ok(Frame::data(Bytes::from_static(b"part"))))
             .await
             .unwrap();
-        let request = Request::post("/").header("host", "svc").body(body).unwrap();
-        let response = connection.send(request, pool.clone()).await.unwrap();
+        let head = parts(Method::POST, "/", &[("host", "svc")]);
+        let authority = http::uri::Authority::from_static("svc");
+        let response = connection
+            .send(outgoing(&head, &authority, body), pool.clone())
+            .await
+            .unwrap();
         assert_eq!(response.status(), 413);
         drop(response);
         assert_eq!(

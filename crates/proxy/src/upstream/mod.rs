@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use trellis_proxy_config::{Cluster, UpstreamProtocol};
 
-pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, SendError, UpstreamBody, Version};
+pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, Outgoing, SendError, UpstreamBody, Version};
 
 use crate::balance::{self, Balancer, EndpointState};
 use crate::telemetry::{EdgeMetrics, Metrics};

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -59,6 +61,42 @@ impl SendError {
             self,
             Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. }
         )
+    }
+}
+
+/// A request as it goes to an endpoint: the client's head, borrowed (it is kept for retries,
+/// and HTTP/1.1 writes it out without a copy), and this try's body.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub parts: &'a http::request::Parts,
+    /// The `host` to send in place of the request's own (HTTP/1.1).
+    pub host: Option<&'a HeaderValue>,
+    /// The `:authority` (HTTP/2).
+    pub authority: &'a Authority,
+    pub body: Body,
+}
+
+impl Outgoing<'_> {
+    /// The request as HTTP/2 sends it: an absolute URI whose authority becomes `:authority`,
+    /// and no `host` header.
+    fn into_http2(self) -> Request<Body> {
+        let path = self
+            .parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        let mut request = Request::new(self.body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.headers_mut() = self.parts.headers.clone();
+        request.headers_mut().remove(header::HOST);
+        *request.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
+        *request.version_mut() = http::Version::HTTP_2;
+        request
     }
 }
 
@@ -130,37 +168,52 @@ impl EndpointPool {
         &self.workers[crate::worker::current() % self.workers.len()]
     }
 
-    /// Sends a request and waits for the response headers. For HTTP/1.1 the request's URI
-    /// should be in origin form (the `host` header carries the authority); for HTTP/2 it should
-    /// be absolute, its authority becoming `:authority`.
+    /// Sends a request and waits for the response headers.
     pub async fn send(
         self: &Arc<Self>,
-        request: Request<Body>,
+        request: Outgoing<'_>,
         version: Version,
     ) -> Result<Response<UpstreamBody>, SendError> {
         match version {
             Version::Http1 => self.send_http1(request).await,
-            Version::Http2 => Ok(self.send_http2(request).await?.map(UpstreamBody::Http2)),
+            Version::Http2 => Ok(self
+                .send_http2(request.into_http2())
+                .await?
+                .map(UpstreamBody::Http2)),
         }
     }
 
     async fn send_http1(
         self: &Arc<Self>,
-        mut request: Request<Body>,
+        request: Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        let Outgoing {
+            parts,
+            host,
+            authority,
+            mut body,
+        } = request;
         // A pooled connection the endpoint closed just now hands the request back unsent; it
         // then goes on a fresh connection. At most once per pooled connection tried.
         loop {
             let (connection, pooled) = match self.take_idle() {
                 Some(connection) => (connection, true),
-                None => (self.connect_http1().await?, false),
+                // Boxed: connecting is the rare path, and its future would otherwise make
+                // every request's future (moved whole through hyper) larger.
+                None => (Box::pin(self.connect_http1()).await?, false),
+            };
+            let request = Outgoing {
+                parts,
+                host,
+                authority,
+                body,
             };
             match connection.send(request, Arc::clone(self)).await {
                 Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
                 Err(http1::Failed {
                     unsent: Some(unsent),
                     ..
-                }) if pooled => request = unsent,
+                }) if pooled => body = unsent,
                 Err(failed) => {
                     return Err(SendError::Reset {
                         address: self.address,
