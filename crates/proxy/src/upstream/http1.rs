@@ -38,6 +38,8 @@ const MAX_HEADERS: usize = 100;
 const READ_SIZE: usize = 8 * 1024;
 /// A request body of known size up to this many bytes goes out in the same send as its head.
 const INLINE_BODY: u64 = 16 * 1024;
+/// Header fields a response's map has room for, at least.
+const RESPONSE_MAP_CAPACITY: usize = 16;
 /// A chunk-size line (with extensions) longer than this is refused.
 const MAX_CHUNK_LINE: usize = 1024;
 
@@ -518,7 +520,11 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
             kept += 1;
         }
         let head = read.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(kept);
+        // Roomy: once the client's side has written the response out, it keeps this map to
+        // parse the next request on its connection into, and the proxy adds its forwarding
+        // headers to that request; a map already large enough never grows (a rehash and two
+        // reallocations per request otherwise).
+        let mut headers = HeaderMap::with_capacity(kept.max(RESPONSE_MAP_CAPACITY));
         for [name_start, name_end, value_start, value_end] in &spans[..kept] {
             let name = HeaderName::from_bytes(&head[*name_start as usize..*name_end as usize])
                 .map_err(|_| invalid("invalid response header name"))?;
