@@ -55,8 +55,10 @@ pub(super) async fn forward(
         )
     });
     headers::strip_hop_by_hop(&mut parts.headers);
-    let request_id = headers::add_forwarding_headers(&mut parts.headers, &downstream.peer_value);
-    outcome.request_id.get_or_insert(request_id);
+    headers::add_forwarding_headers(&mut parts.headers, &downstream.peer_value);
+    if outcome.logged && outcome.request_id.is_none() {
+        outcome.request_id = parts.headers.get(headers::REQUEST_ID).cloned();
+    }
     headers::apply(&matched.route.headers.request, &mut parts.headers);
     headers::apply(&destination.headers.request, &mut parts.headers);
 

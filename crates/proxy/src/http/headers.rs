@@ -57,9 +57,8 @@ pub fn peer_value(peer: std::net::IpAddr) -> HeaderValue {
 }
 
 /// Adds `x-forwarded-for` (appending the client's address, `peer` as [`peer_value`] made it),
-/// `x-forwarded-proto` and, when the client sent none, a fresh `x-request-id`. Returns the
-/// request id.
-pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &HeaderValue) -> HeaderValue {
+/// `x-forwarded-proto` and, when the client sent none, a fresh `x-request-id`.
+pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &HeaderValue) {
     use http::header::Entry;
     // Room for all three up front: the map grows at most once.
     headers.reserve(3);
@@ -82,10 +81,7 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &HeaderValue) -> He
     headers
         .entry(FORWARDED_PROTO)
         .or_insert(HeaderValue::from_static("http"));
-    headers
-        .entry(REQUEST_ID)
-        .or_insert_with(new_request_id)
-        .clone()
+    headers.entry(REQUEST_ID).or_insert_with(new_request_id);
 }
 
 /// A random version-4 UUID, as Envoy generates request ids.
@@ -249,8 +245,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         headers.insert("x-request-id", HeaderValue::from_static("abc"));
-        let id = add_forwarding_headers(&mut headers, &peer_value("10.0.0.9".parse().unwrap()));
-        assert_eq!(id, "abc");
+        add_forwarding_headers(&mut headers, &peer_value("10.0.0.9".parse().unwrap()));
+        assert_eq!(headers["x-request-id"], "abc");
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         let id = new_request_id();
         assert_eq!(id.len(), 36);

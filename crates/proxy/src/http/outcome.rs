@@ -40,6 +40,9 @@ pub struct Outcome {
     pub path: http::uri::PathAndQuery,
     pub version: http::Version,
     pub authority: Authority,
+    /// Whether the request's access log line is written: the fields only it shows are kept
+    /// then only.
+    pub logged: bool,
     pub request_id: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
     pub forwarded_for: Option<HeaderValue>,
@@ -118,6 +121,7 @@ impl Outcome {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             version: request.version(),
             authority,
+            logged,
             request_id: logged
                 .then(|| headers.get(super::headers::REQUEST_ID).cloned())
                 .flatten(),
