@@ -192,6 +192,41 @@ async fn forwards_with_rewrites_and_header_changes() {
 }
 
 #[tokio::test]
+async fn the_request_id_sent_upstream_is_the_one_logged() {
+    let upstream = upstreams("web", 1).await;
+    let clusters = vec![cluster(
+        "web",
+        &[upstream[0].addr()],
+        LoadBalancer::RoundRobin,
+    )];
+    let route = forward("all", vec![], &[("web", 100)]);
+    let (proxy, log) = start_logged(http_config(vec![route], clusters)).await;
+
+    let made = get(&proxy.url("/echo/made"), &[]).await.json()["headers"]["x-request-id"].clone();
+    assert!(made.as_str().is_some_and(|id| id.len() == 36), "{made}");
+    let kept = get(&proxy.url("/echo/kept"), &[("x-request-id", "from-client")])
+        .await
+        .json()["headers"]["x-request-id"]
+        .clone();
+    assert_eq!(kept, "from-client");
+
+    eventually("both requests are logged", || log.json().len() == 2).await;
+    let logged: Vec<(String, String)> = log
+        .json()
+        .iter()
+        .map(|line| (line["path"].to_string(), line["request_id"].to_string()))
+        .collect();
+    assert!(
+        logged.contains(&("\"/echo/made\"".into(), made.to_string())),
+        "{logged:?}"
+    );
+    assert!(
+        logged.contains(&("\"/echo/kept\"".into(), kept.to_string())),
+        "{logged:?}"
+    );
+}
+
+#[tokio::test]
 async fn redirects_build_the_location() {
     let redirect = |name: &str, prefix: &str, redirect: Redirect| trellis_proxy_config::Route {
         name: name.into(),

@@ -81,8 +81,50 @@ pub async fn start(config: Config) -> Running {
 
 /// Starts a proxy with `config` whose listeners apply `limits` (shorter timeouts, say).
 pub async fn start_with(config: Config, limits: Limits) -> Running {
+    start_with_log(config, limits, AccessLog::off()).await
+}
+
+/// Access log lines as the proxy wrote them.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogLines {
+    /// The lines written so far, each parsed as JSON.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON access log line"))
+            .collect()
+    }
+}
+
+/// Starts a proxy with `config` that writes its access log as JSON into the returned lines.
+pub async fn start_logged(config: Config) -> (Running, LogLines) {
+    let lines = LogLines::default();
+    let log = AccessLog::spawn(
+        trellis_proxy::telemetry::AccessLogFormat::Json,
+        lines.clone(),
+        16,
+        Default::default(),
+    )
+    .expect("the access log thread starts");
+    (start_with_log(config, Limits::default(), log).await, lines)
+}
+
+async fn start_with_log(config: Config, limits: Limits, log: AccessLog) -> Running {
     let metrics = Arc::new(Metrics::new(&ProxyIdentity::default()));
-    let proxy = Proxy::with_options(config, metrics, AccessLog::off(), limits);
+    let proxy = Proxy::with_options(config, metrics, log, limits);
     let (drain, draining) = watch::channel(false);
     let bound = trellis_proxy::start(&proxy, draining)
         .await
