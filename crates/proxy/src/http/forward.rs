@@ -26,13 +26,18 @@ const MAX_AVOIDED: usize = 8;
 /// Backoff grows up to this multiple of the policy's base.
 const MAX_BACKOFF_FACTOR: u32 = 10;
 
+/// Forwards the request whose head is `parts` (changed here as it goes upstream) and body is
+/// `body`. The head is borrowed, not moved, all the way to the connection: a request's future
+/// is moved whole at each await, and every copy of the head would be in it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn forward(
     snapshot: &Snapshot,
     downstream: &Downstream,
     matched: &Matched,
     forward: &Forward,
     destination: &WeightedCluster,
-    request: Request<Incoming>,
+    parts: &mut http::request::Parts,
+    body: Incoming,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
@@ -45,7 +50,6 @@ pub(super) async fn forward(
     outcome.cluster = Some(cluster.clone());
     ClusterStats::bump(&cluster.stats.requests);
 
-    let (mut parts, body) = request.into_parts();
     let upgrading =
         parts.headers.contains_key(header::UPGRADE) && parts.version == http::Version::HTTP_11;
     let upgrade_headers = upgrading.then(|| {
@@ -72,26 +76,29 @@ pub(super) async fn forward(
         {
             let mut uri = parts.uri.clone().into_parts();
             uri.path_and_query = Some(path);
-            parts.uri = Uri::from_parts(uri).unwrap_or(parts.uri);
+            if let Ok(uri) = Uri::from_parts(uri) {
+                parts.uri = uri;
+            }
         }
         rewritten_authority = rewrite.authority.as_deref();
     }
     let authority = rewritten_authority.unwrap_or(outcome.authority.as_str());
 
     let hash = crate::balance::hash_key(&cluster.config.load_balancer)
-        .and_then(|key| crate::balance::request_hash(key, &parts, downstream.peer));
+        .and_then(|key| crate::balance::request_hash(key, parts, downstream.peer));
 
     if let Some((connection, upgrade)) = upgrade_headers {
-        let request = Request::from_parts(parts, body);
+        let request = take_request(parts, body);
         let authority = authority.to_owned();
-        return upgrade::forward_upgrade(
+        // Boxed, as the rare path it is: inline, its future would make every request's larger.
+        return Box::pin(upgrade::forward_upgrade(
             cluster, request, &authority, connection, upgrade, hash, outcome,
-        )
+        ))
         .await;
     }
 
     let version = cluster.version_for(parts.version);
-    let target = Target::new(&parts, authority, rewritten_authority.is_some());
+    let target = Target::new(parts, authority, rewritten_authority.is_some());
     let policy = forward.retry.as_ref();
     let deadline = forward.timeout.map(|t| Instant::now() + t.as_std());
     let body =
@@ -111,6 +118,18 @@ pub(super) async fn forward(
         cluster, parts, target, version, body, policy, deadline, hash, outcome,
     )
     .await
+}
+
+/// The request `parts` and `body` make, taking what `parts` holds (its extensions carry
+/// hyper's handle on an upgrade).
+fn take_request(parts: &mut http::request::Parts, body: Incoming) -> Request<Incoming> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = std::mem::take(&mut parts.uri);
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = std::mem::take(&mut parts.headers);
+    *request.extensions_mut() = std::mem::take(&mut parts.extensions);
+    request
 }
 
 /// Chooses one destination in proportion to the weights.
@@ -182,7 +201,7 @@ enum TryFailure {
 #[allow(clippy::too_many_arguments)]
 async fn send_with_retries(
     cluster: &Arc<ClusterRuntime>,
-    parts: http::request::Parts,
+    parts: &http::request::Parts,
     target: Target,
     version: Version,
     mut body: RequestBody,
@@ -220,7 +239,7 @@ async fn send_with_retries(
         let endpoint = &cluster.endpoints[index];
         outcome.upstream = Some(endpoint.address);
         let request = Outgoing {
-            parts: &parts,
+            parts,
             host: target.host.as_ref(),
             authority: &target.authority,
             body: try_body,

@@ -41,16 +41,26 @@ pub struct Downstream {
 }
 
 /// Handles one request.
-pub async fn handle(
+pub fn handle(
     proxy: Arc<Proxy>,
     downstream: Arc<Downstream>,
     request: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
+    // Split before the future is made: it then holds the head once, not the request as well.
+    let (parts, body) = request.into_parts();
+    handle_parts(proxy, downstream, parts, body)
+}
+
+async fn handle_parts(
+    proxy: Arc<Proxy>,
+    downstream: Arc<Downstream>,
+    mut parts: http::request::Parts,
+    body: Incoming,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let snapshot = proxy.config.load();
     let logged = proxy.access_log.is_enabled();
-    let mut outcome = Outcome::new(&request, &downstream, started, logged);
-    let (parts, body) = request.into_parts();
+    let mut outcome = Outcome::new(&parts, &downstream, started, logged);
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)
@@ -85,14 +95,14 @@ pub async fn handle(
                 "no cluster",
             ),
             Some(destination) => {
-                let request = Request::from_parts(parts, body);
                 let mut response = forward::forward(
                     &snapshot,
                     &downstream,
                     &matched,
                     forward,
                     destination,
-                    request,
+                    &mut parts,
+                    body,
                     &mut outcome,
                 )
                 .await;

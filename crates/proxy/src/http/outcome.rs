@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request};
+use http::HeaderValue;
 
 use super::Downstream;
 use super::local::is_grpc;
@@ -95,16 +95,16 @@ impl Outcome {
         }
     }
 
-    /// The story of `request` so far. The headers only the access log shows are kept when
-    /// `logged`.
-    pub fn new<B>(
-        request: &Request<B>,
+    /// The story of the request whose head is `request` so far. The headers only the access
+    /// log shows are kept when `logged`.
+    pub fn new(
+        request: &http::request::Parts,
         downstream: &Downstream,
         started: Instant,
         logged: bool,
     ) -> Self {
-        let headers = request.headers();
-        let authority = match request.uri().authority() {
+        let headers = &request.headers;
+        let authority = match request.uri.authority() {
             Some(authority) => Authority::Uri(authority.clone()),
             None => headers
                 .get(http::header::HOST)
@@ -113,13 +113,13 @@ impl Outcome {
         };
         Self {
             started,
-            method: request.method().clone(),
+            method: request.method.clone(),
             path: request
-                .uri()
+                .uri
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            version: request.version(),
+            version: request.version,
             authority,
             logged,
             request_id: logged

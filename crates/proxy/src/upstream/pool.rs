@@ -176,8 +176,9 @@ impl EndpointPool {
     ) -> Result<Response<UpstreamBody>, SendError> {
         match version {
             Version::Http1 => self.send_http1(request).await,
-            Version::Http2 => Ok(self
-                .send_http2(request.into_http2())
+            // Boxed: hyper's HTTP/2 client futures are large, and inline they would make every
+            // request's future larger, HTTP/1.1 ones included.
+            Version::Http2 => Ok(Box::pin(self.send_http2(request.into_http2()))
                 .await?
                 .map(UpstreamBody::Http2)),
         }
