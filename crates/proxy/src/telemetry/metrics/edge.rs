@@ -4,15 +4,19 @@
 //! An [`EdgeMetrics`] is built when configuration is compiled (per cluster, or per endpoint or
 //! connection when the peer is known) and shared through an `Arc`. It keeps its own small
 //! table of series keyed by the response-specific labels (protocol, code, gRPC status, flags),
-//! so recording a request is one read-locked lookup of a 16-byte key plus a counter and three
-//! histogram updates: no label strings are built, hashed or compared on the request path.
+//! so recording a request is one lookup of a 16-byte key plus a counter and three histogram
+//! updates: no label strings are built, hashed or compared on the request path. The table is
+//! read without a lock (copied on the rare insert of a new key), and each series keeps a shard
+//! per worker, so workers recording the same series never write to the same cache line; the
+//! shards are summed when the metrics are scraped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::labels::{EdgeLabels, RequestProtocol};
 use crate::fast_map::FastMap;
@@ -51,22 +55,133 @@ pub(super) struct HttpKey {
     pub(super) flags: ResponseFlags,
 }
 
-#[derive(Debug, Clone)]
+/// One request series: a shard per worker.
+#[derive(Debug)]
 pub(super) struct HttpSeries {
-    pub(super) requests: Counter,
-    pub(super) duration: Histogram,
-    pub(super) request_bytes: Histogram,
-    pub(super) response_bytes: Histogram,
+    shards: Box<[HttpShard]>,
+}
+
+/// One worker's share of a request series, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct HttpShard {
+    requests: AtomicU64,
+    duration: Buckets<{ DURATION_BUCKETS_MS.len() + 1 }>,
+    request_bytes: Buckets<{ BYTE_BUCKETS.len() + 1 }>,
+    response_bytes: Buckets<{ BYTE_BUCKETS.len() + 1 }>,
+}
+
+/// Histogram counts: one per bound, then the overflow (`+Inf`); and the sum of observations
+/// (an `f64`'s bits).
+#[derive(Debug)]
+struct Buckets<const N: usize> {
+    counts: [AtomicU64; N],
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> Buckets<N> {
+    fn observe(&self, bounds: &[f64], value: f64) {
+        let bucket = bounds.partition_point(|bound| *bound < value);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+                Some((f64::from_bits(sum) + value).to_bits())
+            });
+    }
+
+    fn add_to(&self, total: &mut HistogramTotal) {
+        for (slot, count) in total.buckets.iter_mut().zip(&self.counts) {
+            let count = count.load(Ordering::Relaxed);
+            slot.1 += count;
+            total.count += count;
+        }
+        total.sum += f64::from_bits(self.sum.load(Ordering::Relaxed));
+    }
+}
+
+/// A request series summed over the workers, for the scrape.
+#[derive(Debug)]
+pub(super) struct HttpTotals {
+    pub(super) requests: CounterTotal,
+    pub(super) duration: HistogramTotal,
+    pub(super) request_bytes: HistogramTotal,
+    pub(super) response_bytes: HistogramTotal,
+}
+
+/// A counter summed over the workers.
+#[derive(Debug)]
+pub(super) struct CounterTotal(pub(super) u64);
+
+/// A histogram summed over the workers: per-bucket counts (not cumulative), the overflow last.
+#[derive(Debug)]
+pub(super) struct HistogramTotal {
+    pub(super) sum: f64,
+    pub(super) count: u64,
+    pub(super) buckets: Vec<(f64, u64)>,
+}
+
+impl HistogramTotal {
+    fn new(bounds: &[f64]) -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            buckets: bounds
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::INFINITY))
+                .map(|bound| (bound, 0))
+                .collect(),
+        }
+    }
 }
 
 impl HttpSeries {
     fn new() -> Self {
         Self {
-            requests: Counter::default(),
-            duration: Histogram::new(DURATION_BUCKETS_MS),
-            request_bytes: Histogram::new(BYTE_BUCKETS),
-            response_bytes: Histogram::new(BYTE_BUCKETS),
+            shards: (0..crate::worker::count().max(1))
+                .map(|_| HttpShard::default())
+                .collect(),
         }
+    }
+
+    fn record(&self, outcome: &RequestOutcome) {
+        let shard = &self.shards[crate::worker::current() % self.shards.len()];
+        shard.requests.fetch_add(1, Ordering::Relaxed);
+        // Exact for whole microseconds: 500 µs is 0.5, not 0.49999…
+        let millis = outcome.duration.as_nanos() as f64 / 1e6;
+        shard.duration.observe(&DURATION_BUCKETS_MS, millis);
+        shard
+            .request_bytes
+            .observe(&BYTE_BUCKETS, outcome.request_bytes as f64);
+        shard
+            .response_bytes
+            .observe(&BYTE_BUCKETS, outcome.response_bytes as f64);
+    }
+
+    pub(super) fn totals(&self) -> HttpTotals {
+        let mut totals = HttpTotals {
+            requests: CounterTotal(0),
+            duration: HistogramTotal::new(&DURATION_BUCKETS_MS),
+            request_bytes: HistogramTotal::new(&BYTE_BUCKETS),
+            response_bytes: HistogramTotal::new(&BYTE_BUCKETS),
+        };
+        for shard in &self.shards {
+            totals.requests.0 += shard.requests.load(Ordering::Relaxed);
+            shard.duration.add_to(&mut totals.duration);
+            shard.request_bytes.add_to(&mut totals.request_bytes);
+            shard.response_bytes.add_to(&mut totals.response_bytes);
+        }
+        totals
     }
 }
 
@@ -82,7 +197,9 @@ pub(super) struct TcpSeries {
 #[derive(Debug)]
 pub struct EdgeMetrics {
     labels: EdgeLabels,
-    pub(super) http: RwLock<FastMap<HttpKey, HttpSeries>>,
+    pub(super) http: ArcSwap<FastMap<HttpKey, Arc<HttpSeries>>>,
+    /// Held while a new request series is added.
+    adding: Mutex<()>,
     pub(super) tcp: RwLock<FastMap<ResponseFlags, TcpSeries>>,
 }
 
@@ -111,7 +228,8 @@ impl EdgeMetrics {
     pub(super) fn new(labels: EdgeLabels) -> Self {
         Self {
             labels,
-            http: RwLock::default(),
+            http: ArcSwap::default(),
+            adding: Mutex::default(),
             tcp: RwLock::default(),
         }
     }
@@ -129,14 +247,17 @@ impl EdgeMetrics {
             grpc_status: outcome.grpc_status,
             flags: outcome.flags,
         };
-        // Exact for whole microseconds: 500 µs is 0.5, not 0.49999…
-        let millis = outcome.duration.as_nanos() as f64 / 1e6;
-        with_series(&self.http, key, HttpSeries::new, |series| {
-            series.requests.inc();
-            series.duration.observe(millis);
-            series.request_bytes.observe(outcome.request_bytes as f64);
-            series.response_bytes.observe(outcome.response_bytes as f64);
-        });
+        if let Some(series) = self.http.load().get(&key) {
+            series.record(outcome);
+            return;
+        }
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = FastMap::clone(&self.http.load());
+        table
+            .entry(key)
+            .or_insert_with(|| Arc::new(HttpSeries::new()))
+            .record(outcome);
+        self.http.store(Arc::new(table));
     }
 
     /// Counts an accepted TCP connection (`istio_tcp_connections_opened_total`) and returns

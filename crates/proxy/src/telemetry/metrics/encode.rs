@@ -9,18 +9,18 @@ use std::sync::{Arc, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
 
-use super::edge::{EdgeTable, HttpKey, HttpSeries, TcpSeries};
+use super::edge::{CounterTotal, EdgeTable, HistogramTotal, HttpKey, HttpTotals, TcpSeries};
 use super::labels::{EdgeLabels, RequestProtocol, put};
 use crate::telemetry::ResponseFlags;
 
 /// Picks one metric out of a series.
 type Pick<S> = fn(&S) -> &dyn EncodeMetric;
 
-const HTTP_FAMILIES: [(&str, &str, MetricType, Pick<HttpSeries>); 4] = [
+const HTTP_FAMILIES: [(&str, &str, MetricType, Pick<HttpTotals>); 4] = [
     (
         "istio_requests",
         "Requests, by source, destination and response.",
@@ -73,6 +73,26 @@ const TCP_FAMILIES: [(&str, &str, MetricType, Pick<TcpSeries>); 4] = [
         |s| &s.closed,
     ),
 ];
+
+impl EncodeMetric for CounterTotal {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+impl EncodeMetric for HistogramTotal {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 /// The label set of one request series.
 struct HttpLabels<'a>(&'a EdgeLabels, HttpKey);
@@ -133,11 +153,11 @@ impl Collector for EdgeCollector {
         let mut http = Vec::new();
         let mut tcp = Vec::new();
         for edge in &edges {
-            let table = edge.http.read().unwrap_or_else(PoisonError::into_inner);
             http.extend(
-                table
+                edge.http
+                    .load()
                     .iter()
-                    .map(|(key, s)| (edge.labels(), *key, s.clone())),
+                    .map(|(key, s)| (edge.labels(), *key, s.totals())),
             );
             let table = edge.tcp.read().unwrap_or_else(PoisonError::into_inner);
             tcp.extend(
