@@ -25,11 +25,11 @@ struct CompiledHost {
     routes: Vec<Arc<Route>>,
 }
 
-/// What a lookup found.
-#[derive(Debug, Clone)]
-pub struct Matched {
-    pub virtual_host: Arc<str>,
-    pub route: Arc<Route>,
+/// What a lookup found, borrowed from the router (no reference counts change per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    pub virtual_host: &'a str,
+    pub route: &'a Arc<Route>,
     /// For prefix path matches: how many bytes of the path the prefix covered (rewrites and
     /// prefix redirects replace that part).
     pub prefix_len: Option<usize>,
@@ -67,21 +67,21 @@ impl Router {
     }
 
     /// The route for a request, or `None` (no virtual host, or no route matched).
-    pub fn find(&self, request: &Parts, authority: &str, port: u16) -> Option<Matched> {
+    pub fn find(&self, request: &Parts, authority: &str, port: u16) -> Option<Matched<'_>> {
         let host = self.host_for(authority)?;
         for route in &host.routes {
             if route.matches.is_empty() {
                 return Some(Matched {
-                    virtual_host: host.name.clone(),
-                    route: route.clone(),
+                    virtual_host: &host.name,
+                    route,
                     prefix_len: None,
                 });
             }
             for m in &route.matches {
                 if let Some(prefix_len) = accepts(m, request, authority, port) {
                     return Some(Matched {
-                        virtual_host: host.name.clone(),
-                        route: route.clone(),
+                        virtual_host: &host.name,
+                        route,
                         prefix_len,
                     });
                 }

@@ -211,6 +211,11 @@ async fn the_request_id_sent_upstream_is_the_one_logged() {
     assert_eq!(kept, "from-client");
 
     eventually("both requests are logged", || log.json().len() == 2).await;
+    assert!(
+        log.json().iter().all(|line| line["route_name"] == "all"),
+        "{:?}",
+        log.json()
+    );
     let logged: Vec<(String, String)> = log
         .json()
         .iter()

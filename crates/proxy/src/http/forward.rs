@@ -33,7 +33,7 @@ const MAX_BACKOFF_FACTOR: u32 = 10;
 pub(super) async fn forward(
     snapshot: &Snapshot,
     downstream: &Downstream,
-    matched: &Matched,
+    matched: &Matched<'_>,
     forward: &Forward,
     destination: &WeightedCluster,
     parts: &mut http::request::Parts,
@@ -253,7 +253,7 @@ async fn send_with_retries(
         };
         let in_flight = endpoint.start();
         let sent = Instant::now();
-        let pool = cluster.pool(index).clone();
+        let pool = cluster.pool(index);
         let result = match budget {
             Some(budget) => match tokio::time::timeout(budget, pool.send(request, version)).await {
                 Ok(result) => result.map_err(TryFailure::Send),

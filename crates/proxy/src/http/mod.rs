@@ -75,7 +75,10 @@ async fn handle_parts(
         );
         return Ok(proxy.finish(outcome, reply));
     };
-    outcome.route = Some(matched.route.clone());
+    // Only the access log names the route.
+    if outcome.logged {
+        outcome.route = Some(matched.route.clone());
+    }
 
     let mut response = match &matched.route.action {
         Action::DirectResponse(direct) => local::direct(direct.status, direct.body.as_deref()),
