@@ -469,6 +469,9 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
         let mut content_length: Option<u64> = None;
         // Where each kept field's name and value sit in the head.
         let mut spans = [[0u32; 4]; MAX_HEADERS];
+        // Where the names of fields that `connection` makes hop-by-hop sit (rare: no
+        // allocation unless there are some).
+        let mut hop_by_hop: Vec<[u32; 2]> = Vec::new();
         let mut kept = 0;
         let base = read.as_ptr() as usize;
         let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
@@ -479,8 +482,11 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
                 for token in field.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         keep_alive = false;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                        keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive |= http10;
+                    } else if !token.is_empty() {
+                        let at = offset(token);
+                        hop_by_hop.push([at, at + token.len() as u32]);
                     }
                 }
                 continue;
@@ -526,8 +532,15 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
         // reallocations per request otherwise).
         let mut headers = HeaderMap::with_capacity(kept.max(RESPONSE_MAP_CAPACITY));
         for [name_start, name_end, value_start, value_end] in &spans[..kept] {
-            let name = HeaderName::from_bytes(&head[*name_start as usize..*name_end as usize])
-                .map_err(|_| invalid("invalid response header name"))?;
+            let raw = &head[*name_start as usize..*name_end as usize];
+            let named_hop_by_hop = hop_by_hop
+                .iter()
+                .any(|[start, end]| head[*start as usize..*end as usize].eq_ignore_ascii_case(raw));
+            if named_hop_by_hop && !raw.eq_ignore_ascii_case(b"content-length") {
+                continue;
+            }
+            let name =
+                HeaderName::from_bytes(raw).map_err(|_| invalid("invalid response header name"))?;
             let value = HeaderValue::from_maybe_shared(
                 head.slice(*value_start as usize..*value_end as usize),
             )
@@ -872,7 +885,7 @@ mod tests {
     #[test]
     fn interim_responses_are_skipped_and_hop_by_hop_fields_dropped() {
         let mut read = BytesMut::from(
-            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nConnection: keep-alive, x-hop\r\n\
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\n\
                Keep-Alive: timeout=5\r\nX-Kept: a\r\nx-kept: b\r\nContent-Length: 2\r\n\r\nok"[..],
         );
         let head = parse_head(&mut read, false).unwrap().unwrap();
