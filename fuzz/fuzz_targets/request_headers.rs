@@ -301,8 +301,12 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    let id = headers::add_forwarding_headers(&mut parts.headers, &headers::peer_value(peer.ip()));
-    assert_eq!(parts.headers.get("x-request-id"), Some(&id));
+    let client_id = parts.headers.get("x-request-id").cloned();
+    headers::add_forwarding_headers(&mut parts.headers, &headers::peer_value(peer.ip()));
+    let id = parts.headers.get("x-request-id").expect("x-request-id is set");
+    if let Some(client_id) = client_id {
+        assert_eq!(id, client_id, "the client's request id is kept");
+    }
     let forwarded = parts
         .headers
         .get("x-forwarded-for")
