@@ -120,16 +120,11 @@ pub(super) async fn forward(
     .await
 }
 
-/// The request `parts` and `body` make, taking what `parts` holds (its extensions carry
-/// hyper's handle on an upgrade).
+/// The request `parts` and `body` make, taking the head out of `parts` (its extensions carry
+/// hyper's handle on an upgrade) and leaving an empty one.
 fn take_request(parts: &mut http::request::Parts, body: Incoming) -> Request<Incoming> {
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = std::mem::take(&mut parts.uri);
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = std::mem::take(&mut parts.headers);
-    *request.extensions_mut() = std::mem::take(&mut parts.extensions);
-    request
+    let (empty, ()) = Request::new(()).into_parts();
+    Request::from_parts(std::mem::replace(parts, empty), body)
 }
 
 /// Chooses one destination in proportion to the weights.
