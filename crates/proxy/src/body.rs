@@ -22,3 +22,46 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .map_err(|never| match never {})
         .boxed()
 }
+
+/// A request's body as its client sends it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The request has none.
+    Empty,
+    /// Read from an HTTP/1.1 connection.
+    Http1(crate::downstream::http1::RequestBody),
+    /// An HTTP/2 stream's data.
+    Http2(hyper::body::Incoming),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Empty => std::task::Poll::Ready(None),
+            Self::Http1(body) => std::pin::Pin::new(body).poll_frame(cx),
+            Self::Http2(body) => std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Empty => http_body::SizeHint::with_exact(0),
+            Self::Http1(body) => body.size_hint(),
+            Self::Http2(body) => body.size_hint(),
+        }
+    }
+}

@@ -108,6 +108,11 @@ impl<S> Prefixed<S> {
     pub fn prefix(&self) -> &[u8] {
         &self.prefix
     }
+
+    /// The bytes still to be handed back, and the stream.
+    pub fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.inner)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

@@ -9,11 +9,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -107,6 +107,8 @@ pub struct Activity {
     /// When the first byte of the next request head arrived; [`NO_HEAD`] when none has.
     head_since: AtomicU64,
     epoch: std::time::Instant,
+    /// The connection is to finish the request in progress, if any, and close.
+    closing: AtomicBool,
 }
 
 const NO_HEAD: u64 = u64::MAX;
@@ -120,6 +122,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -134,8 +137,18 @@ impl Activity {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Asks the connection to finish the request in progress, if any, and close.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has been asked to close.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
     /// Notes bytes read from the client: with no request in progress they start a head.
-    fn read(&self) {
+    pub fn read(&self) {
         if self.active.load(Ordering::Relaxed) == 0
             && self.head_since.load(Ordering::Relaxed) == NO_HEAD
         {
@@ -243,51 +256,44 @@ pub fn admin_http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// The HTTP/1.1 and HTTP/2 server settings of the listeners. Detection has already told which
-/// one a connection speaks, so each is served by its own builder (no second look at the
-/// preface, no rewinding reader).
-#[derive(Debug, Clone)]
-struct HttpBuilders {
-    http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
-}
-
-impl HttpBuilders {
-    fn new() -> Self {
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            // The connection's watchdog times request heads: hyper's own timer would be set
-            // up and torn down for every request, and would close idle keep-alive connections
-            // too.
-            .header_read_timeout(None)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .writev(false)
-            .keep_alive(true);
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_BYTES as u32)
-            .max_concurrent_streams(1024);
-        Self { http1, http2 }
-    }
+/// The HTTP/2 server settings of the listeners (HTTP/1.1 is served by
+/// [`crate::downstream::http1`]). Detection has already told which version a connection speaks,
+/// so hyper takes no second look at the preface.
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(1024);
+    http2
 }
 
 /// A served HTTP connection that can be asked to finish its requests and close.
-trait Served: std::future::Future<Output = Result<(), hyper::Error>> {
+trait Served: std::future::Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+
     fn shut_down(self: Pin<&mut Self>);
 }
 
-impl<I, S, B> Served for http1::UpgradeableConnection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// An HTTP/1.1 connection served by [`crate::downstream::http1`].
+struct Http1<F> {
+    serving: Pin<Box<F>>,
+    activity: Arc<Activity>,
+}
+
+impl<F: std::future::Future<Output = io::Result<()>>> std::future::Future for Http1<F> {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.serving.as_mut().poll(cx)
+    }
+}
+
+impl<F: std::future::Future<Output = io::Result<()>>> Served for Http1<F> {
+    type Error = io::Error;
+
     fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        self.activity.close();
     }
 }
 
@@ -301,6 +307,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
+    type Error = hyper::Error;
+
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
@@ -313,7 +321,7 @@ pub async fn serve(
     name: String,
     mut drain: watch::Receiver<bool>,
 ) {
-    let builder = HttpBuilders::new();
+    let builder = http2_builder();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -348,7 +356,7 @@ async fn connection(
     peer: SocketAddr,
     local: SocketAddr,
     listener: &str,
-    builder: HttpBuilders,
+    builder: http2::Builder<TokioExecutor>,
     drain: watch::Receiver<bool>,
 ) {
     let snapshot = proxy.config.load();
@@ -421,7 +429,7 @@ async fn serve_http(
     peer: SocketAddr,
     local: SocketAddr,
     route_table: String,
-    builder: HttpBuilders,
+    builder: http2::Builder<TokioExecutor>,
     drain: watch::Receiver<bool>,
 ) {
     let http2 = detect::classify(stream.prefix()) == Some(Protocol::Http2);
@@ -434,14 +442,13 @@ async fn serve_http(
         route_table: Arc::from(route_table),
         activity: activity.clone(),
     });
-    let stream = Watched {
-        inner: stream,
-        activity: activity.clone(),
-    };
-    let io = TokioIo::new(stream);
-    let result = if http2 {
+    if http2 {
+        let stream = Watched {
+            inner: stream,
+            activity: activity.clone(),
+        };
         // Each stream's future is spawned as a task and moved on the way there: boxed, only
-        // a pointer moves. (HTTP/1.1 keeps one request's future in place per connection.)
+        // a pointer moves.
         let service = service_fn(move |request| {
             Box::pin(crate::http::handle(
                 proxy.clone(),
@@ -449,47 +456,127 @@ async fn serve_http(
                 request,
             ))
         });
-        let connection = builder.http2.serve_connection(io, service);
-        drive(connection, &activity, limits, false, drain).await
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Some(Err(error)) = drive(connection, &activity, limits, false, drain).await {
+            tracing::debug!(%error, %peer, "downstream connection ended with an error");
+        }
     } else {
-        let service = service_fn(move |request| {
-            crate::http::handle(proxy.clone(), downstream.clone(), request)
-        });
-        let connection = builder.http1.serve_connection(io, service).with_upgrades();
-        drive(connection, &activity, limits, true, drain).await
-    };
-    if let Some(Err(error)) = result {
-        tracing::debug!(%error, %peer, "downstream connection ended with an error");
+        let (prefix, stream) = stream.into_parts();
+        let connection = Http1 {
+            serving: Box::pin(crate::downstream::http1::serve(
+                proxy, downstream, stream, prefix,
+            )),
+            activity: activity.clone(),
+        };
+        if let Some(Err(error)) = drive(connection, &activity, limits, true, drain).await {
+            tracing::debug!(%error, %peer, "downstream connection ended with an error");
+        }
     }
 }
 
 /// Serves `connection` until it ends; asks it to finish and close when the proxy drains or the
 /// watchdog finds it idle, and drops it when a request head takes too long (`None`).
-async fn drive(
-    connection: impl Served,
+///
+/// The connection is polled at every wake-up; the drain signal and the watchdog only when one
+/// of them woke the task (each request wakes it several times, and they seldom fire).
+async fn drive<S: Served>(
+    connection: S,
     activity: &Activity,
     limits: Limits,
     heads: bool,
     mut drain: watch::Receiver<bool>,
-) -> Option<Result<(), hyper::Error>> {
+) -> Option<Result<(), S::Error>> {
+    enum Ended<E> {
+        Served(Result<(), E>),
+        Draining,
+        Expired(Expired),
+    }
     let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = draining(&mut drain) => {
-            // Finish the requests in progress, then close (HTTP/2 sends GOAWAY).
+    let mut draining = std::pin::pin!(draining(&mut drain));
+    let mut watchdog = std::pin::pin!(watchdog(activity, limits, heads));
+    let woken = Arc::new(SideWaker::default());
+    let side_waker = std::task::Waker::from(woken.clone());
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Ended::Served(result));
+        }
+        if woken.take(cx.waker()) {
+            let mut side = Context::from_waker(&side_waker);
+            if draining.as_mut().poll(&mut side).is_ready() {
+                return Poll::Ready(Ended::Draining);
+            }
+            if let Poll::Ready(expired) = watchdog.as_mut().poll(&mut side) {
+                return Poll::Ready(Ended::Expired(expired));
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    let result = match ended {
+        Ended::Served(result) => result,
+        // A client that stalls mid-head gets no answer: the connection just closes.
+        Ended::Expired(Expired::Head) => return None,
+        // Finish the requests in progress, then close (HTTP/2 sends GOAWAY).
+        Ended::Draining | Ended::Expired(Expired::Idle) => {
             connection.as_mut().shut_down();
             connection.await
         }
-        expired = watchdog(activity, limits, heads) => match expired {
-            // A client that stalls mid-head gets no answer: the connection just closes.
-            Expired::Head => return None,
-            Expired::Idle => {
-                connection.as_mut().shut_down();
-                connection.await
-            }
-        },
     };
     Some(result)
+}
+
+/// The waker [`drive`] gives the futures it polls only when they woke it: it notes the wake-up
+/// and passes it on to the connection's task.
+#[derive(Debug)]
+struct SideWaker {
+    woken: AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl Default for SideWaker {
+    fn default() -> Self {
+        Self {
+            // The first poll polls everything, so that each registers its wake-up.
+            woken: AtomicBool::new(true),
+            task: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl SideWaker {
+    /// Whether a side future woke the task since the last call; if so, `task` is the waker to
+    /// pass its next wake-up on to.
+    fn take(&self, task: &std::task::Waker) -> bool {
+        if !self.woken.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let mut slot = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|known| known.will_wake(task)) {
+            *slot = Some(task.clone());
+        }
+        true
+    }
+}
+
+impl std::task::Wake for SideWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
 }
 
 /// Resolves once `drain` turns true (or its sender is gone).

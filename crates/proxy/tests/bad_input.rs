@@ -52,7 +52,7 @@ fn text(raw: &[u8]) -> String {
 async fn malformed_requests_get_400_and_their_connection_closes() {
     track_panics();
     let proxy = answering_proxy(Limits::default()).await;
-    let inputs: [&[u8]; 8] = [
+    let inputs: [&[u8]; 10] = [
         b"\x01\x02\x03 garbage\r\n\r\n",
         b"GET\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
@@ -61,6 +61,9 @@ async fn malformed_requests_get_400_and_their_connection_closes() {
         b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
+        // Framing a request two ways, or in a way the proxy cannot read, is refused.
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
     ];
     for input in inputs {
         let answer = exchange_raw(proxy.address, input.to_vec()).await;

@@ -8,11 +8,10 @@ use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use trellis_proxy_config::{Forward, RetryOn, RetryPolicy, WeightedCluster};
 
 use super::{Downstream, Outcome, headers, local, upgrade};
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody as ClientBody};
 use crate::router::Matched;
 use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
@@ -37,7 +36,7 @@ pub(super) async fn forward(
     forward: &Forward,
     destination: &WeightedCluster,
     parts: &mut http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
@@ -121,8 +120,8 @@ pub(super) async fn forward(
 }
 
 /// The request `parts` and `body` make, taking the head out of `parts` (its extensions carry
-/// hyper's handle on an upgrade) and leaving an empty one.
-fn take_request(parts: &mut http::request::Parts, body: Incoming) -> Request<Incoming> {
+/// the connection's handle on an upgrade) and leaving an empty one.
+fn take_request(parts: &mut http::request::Parts, body: ClientBody) -> Request<ClientBody> {
     let (empty, ()) = Request::new(()).into_parts();
     Request::from_parts(std::mem::replace(parts, empty), body)
 }
@@ -147,11 +146,15 @@ pub(super) fn pick_destination(destinations: &[WeightedCluster]) -> Option<&Weig
 /// A request body: kept in memory when small enough to send again, else streamed once.
 enum RequestBody {
     Replayable(Bytes),
-    Streaming(Option<Incoming>),
+    Streaming(Option<ClientBody>),
 }
 
 impl RequestBody {
-    async fn prepare(body: Incoming, headers: &http::HeaderMap, retries: bool) -> Result<Self, ()> {
+    async fn prepare(
+        body: ClientBody,
+        headers: &http::HeaderMap,
+        retries: bool,
+    ) -> Result<Self, ()> {
         use http_body::Body as _;
         if body.is_end_stream() {
             return Ok(Self::Replayable(Bytes::new()));
@@ -182,7 +185,7 @@ impl RequestBody {
         match self {
             Self::Replayable(bytes) if bytes.is_empty() => Some(body::empty()),
             Self::Replayable(bytes) => Some(body::full(bytes.clone())),
-            Self::Streaming(body) => body.take().map(|b| b.map_err(Into::into).boxed()),
+            Self::Streaming(body) => body.take().map(BodyExt::boxed),
         }
     }
 }

@@ -25,7 +25,7 @@ use trellis_proxy_config::Action;
 pub use outcome::Outcome;
 
 use crate::Proxy;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::telemetry::ResponseFlags;
 
 /// What a request knows about the connection it came on.
@@ -48,14 +48,15 @@ pub fn handle(
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
     // Split before the future is made: it then holds the head once, not the request as well.
     let (parts, body) = request.into_parts();
-    handle_parts(proxy, downstream, parts, body)
+    handle_parts(proxy, downstream, parts, RequestBody::Http2(body))
 }
 
-async fn handle_parts(
+/// Handles one request, given as its head and body.
+pub(crate) async fn handle_parts(
     proxy: Arc<Proxy>,
     downstream: Arc<Downstream>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let snapshot = proxy.config.load();

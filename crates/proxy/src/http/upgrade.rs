@@ -1,21 +1,22 @@
 //! HTTP/1.1 upgrades (WebSocket and friends): the request goes to the endpoint on a connection
 //! of its own, and once both sides agree (101), the two connections are joined byte for byte.
 
+use std::io;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::{Outcome, local};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
+use crate::downstream::http1::OnUpgrade;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{ClusterRuntime, ClusterStats};
 
 pub(super) async fn forward_upgrade(
     cluster: &Arc<ClusterRuntime>,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     authority: &str,
     connection: Option<HeaderValue>,
     upgrade: Option<HeaderValue>,
@@ -57,7 +58,14 @@ pub(super) async fn forward_upgrade(
         }
     });
 
-    let downstream_upgrade = hyper::upgrade::on(&mut request);
+    let Some(downstream_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        // Only HTTP/1.1 connections upgrade, and each of their upgrade requests has a handle.
+        return local::reply(
+            StatusCode::BAD_REQUEST,
+            "the connection cannot be upgraded",
+            false,
+        );
+    };
     let (parts, _) = request.into_parts();
     let path = parts
         .uri
@@ -98,9 +106,9 @@ pub(super) async fn forward_upgrade(
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
-        match tokio::try_join!(downstream_upgrade, upstream_upgrade) {
-            Ok((downstream, upstream)) => {
-                let mut downstream = TokioIo::new(downstream);
+        let upstream_upgrade = async { upstream_upgrade.await.map_err(io::Error::other) };
+        match tokio::try_join!(downstream_upgrade.upgraded(), upstream_upgrade) {
+            Ok((mut downstream, upstream)) => {
                 let mut upstream = TokioIo::new(upstream);
                 if let Err(error) =
                     tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await

@@ -14,7 +14,7 @@
 //! the response again.
 
 use std::future::{Future, poll_fn};
-use std::io::{self, Write as _};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -29,19 +29,15 @@ use tokio::net::TcpStream;
 
 use super::pool::{EndpointPool, Outgoing};
 use crate::body::{Body, BoxError};
+use crate::h1::{
+    Chunk, Decoded, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, decode_chunk, encode_end, encode_frame,
+    invalid, write_field,
+};
 
-/// Response heads (and trailer blocks) larger than this are refused.
-const MAX_HEAD_BYTES: usize = crate::listener::MAX_HEADER_BYTES;
-/// Header lines a response head may have.
-const MAX_HEADERS: usize = 100;
-/// The read buffer grows by at least this much before each read.
-const READ_SIZE: usize = 8 * 1024;
 /// A request body of known size up to this many bytes goes out in the same send as its head.
 const INLINE_BODY: u64 = 16 * 1024;
 /// Header fields a response's map has room for, at least.
 const RESPONSE_MAP_CAPACITY: usize = 16;
-/// A chunk-size line (with extensions) longer than this is refused.
-const MAX_CHUNK_LINE: usize = 1024;
 
 /// An open connection to an endpoint, between requests or carrying one.
 #[derive(Debug)]
@@ -214,10 +210,7 @@ fn encode_head(
         {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name, value);
     }
     let framing = match hint.exact() {
         Some(0) => {
@@ -328,38 +321,15 @@ impl Upload {
             };
             match ready!(Pin::new(body).poll_frame(cx)) {
                 None => {
-                    if self.chunked {
-                        out.extend_from_slice(b"0\r\n\r\n");
-                    }
+                    encode_end(self.chunked, out);
                     self.finish();
                 }
                 Some(Err(error)) => return Poll::Ready(Err(Broken::Body(io::Error::other(error)))),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.chunked => {
-                        if !data.is_empty() {
-                            let _ = write!(out, "{:x}\r\n", data.len());
-                            out.extend_from_slice(&data);
-                            out.extend_from_slice(b"\r\n");
-                        }
-                    }
-                    Ok(data) => out.extend_from_slice(&data),
-                    Err(frame) => {
-                        // Trailers end the body; a body sent with a length has no room for them.
-                        if self.chunked {
-                            out.extend_from_slice(b"0\r\n");
-                            if let Ok(trailers) = frame.into_trailers() {
-                                for (name, value) in &trailers {
-                                    out.extend_from_slice(name.as_str().as_bytes());
-                                    out.extend_from_slice(b": ");
-                                    out.extend_from_slice(value.as_bytes());
-                                    out.extend_from_slice(b"\r\n");
-                                }
-                            }
-                            out.extend_from_slice(b"\r\n");
-                        }
+                Some(Ok(frame)) => {
+                    if encode_frame(frame, self.chunked, out) {
                         self.finish();
                     }
-                },
+                }
             }
             self.pending = out.len();
         }
@@ -390,19 +360,6 @@ enum Framing {
     Chunked(Chunk),
     /// Up to the close (the connection is not reused).
     UntilClose,
-}
-
-/// Where a chunked body's decoder stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// At a chunk-size line.
-    Size,
-    /// Inside a chunk's data, this many bytes to go.
-    Data(u64),
-    /// At the CRLF after a chunk's data.
-    DataEnd,
-    /// At the trailer section after the last chunk.
-    Trailers,
 }
 
 /// Reads until a final response head is complete (interim 1xx responses are skipped).
@@ -438,10 +395,6 @@ fn poll_read(
 ) -> Poll<io::Result<usize>> {
     read.reserve(READ_SIZE);
     pin!(io.read_buf(read)).poll(cx)
-}
-
-fn invalid(message: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 /// Parses a response head at the front of `read`, taking it (and any interim responses)
@@ -674,90 +627,6 @@ impl ResponseBody {
     }
 }
 
-/// What one step of the chunked decoder found.
-enum Decoded {
-    Data(Chunk, Bytes),
-    /// The last chunk and the trailer section (if it had any fields) were read.
-    End(Option<HeaderMap>),
-    /// The decoder moved on without data; decode again.
-    Moved(Chunk),
-    /// More bytes are needed.
-    NeedMore(Chunk),
-}
-
-fn decode_chunk(chunk: Chunk, read: &mut BytesMut) -> io::Result<Decoded> {
-    match chunk {
-        Chunk::Size => match httparse::parse_chunk_size(read) {
-            Ok(httparse::Status::Complete((used, size))) => {
-                read.advance(used);
-                Ok(Decoded::Moved(if size == 0 {
-                    Chunk::Trailers
-                } else {
-                    Chunk::Data(size)
-                }))
-            }
-            Ok(httparse::Status::Partial) if read.len() > MAX_CHUNK_LINE => {
-                Err(invalid("chunk-size line too long"))
-            }
-            Ok(httparse::Status::Partial) => Ok(Decoded::NeedMore(chunk)),
-            Err(_) => Err(invalid("invalid chunk size")),
-        },
-        Chunk::Data(remaining) => {
-            if read.is_empty() {
-                return Ok(Decoded::NeedMore(chunk));
-            }
-            let n = remaining.min(read.len() as u64) as usize;
-            let data = read.split_to(n).freeze();
-            let left = remaining - n as u64;
-            Ok(Decoded::Data(
-                if left == 0 {
-                    Chunk::DataEnd
-                } else {
-                    Chunk::Data(left)
-                },
-                data,
-            ))
-        }
-        Chunk::DataEnd => {
-            if read.len() < 2 {
-                return Ok(Decoded::NeedMore(chunk));
-            }
-            if &read[..2] != b"\r\n" {
-                return Err(invalid("missing CRLF after chunk data"));
-            }
-            read.advance(2);
-            Ok(Decoded::Moved(Chunk::Size))
-        }
-        Chunk::Trailers => {
-            if read.starts_with(b"\r\n") {
-                read.advance(2);
-                return Ok(Decoded::End(None));
-            }
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match httparse::parse_headers(read, &mut slots) {
-                Ok(httparse::Status::Complete((used, fields))) => {
-                    let mut trailers = HeaderMap::with_capacity(fields.len());
-                    for field in fields {
-                        if let (Ok(name), Ok(value)) = (
-                            HeaderName::from_bytes(field.name.as_bytes()),
-                            HeaderValue::from_bytes(field.value),
-                        ) {
-                            trailers.append(name, value);
-                        }
-                    }
-                    read.advance(used);
-                    Ok(Decoded::End(Some(trailers)))
-                }
-                Ok(httparse::Status::Partial) if read.len() > MAX_HEAD_BYTES => {
-                    Err(invalid("the response trailers are too large"))
-                }
-                Ok(httparse::Status::Partial) => Ok(Decoded::NeedMore(chunk)),
-                Err(_) => Err(invalid("invalid response trailers")),
-            }
-        }
-    }
-}
-
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -915,47 +784,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    /// Runs the chunked decoder over `input` delivered in pieces of `step` bytes.
-    fn decode_all(input: &[u8], step: usize) -> io::Result<(Vec<u8>, Option<HeaderMap>)> {
-        let mut read = BytesMut::new();
-        let mut chunk = Chunk::Size;
-        let mut data = Vec::new();
-        let mut pieces = input.chunks(step);
-        loop {
-            match decode_chunk(chunk, &mut read)? {
-                Decoded::Data(next, bytes) => {
-                    data.extend_from_slice(&bytes);
-                    chunk = next;
-                }
-                Decoded::Moved(next) => chunk = next,
-                Decoded::End(trailers) => return Ok((data, trailers)),
-                Decoded::NeedMore(next) => {
-                    chunk = next;
-                    match pieces.next() {
-                        Some(piece) => read.extend_from_slice(piece),
-                        None => return Err(invalid("input ended")),
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_bodies_decode_however_they_are_split() {
-        let input =
-            b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\ngrpc-status: 0\r\n\r\n";
-        for step in [1, 2, 3, 7, input.len()] {
-            let (data, trailers) = decode_all(input, step).unwrap();
-            assert_eq!(data, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
-            assert_eq!(trailers.unwrap()["grpc-status"], "0");
-        }
-        let (data, trailers) = decode_all(b"3\r\nabc\r\n0\r\n\r\n", 4).unwrap();
-        assert_eq!((data.as_slice(), trailers), (&b"abc"[..], None));
-        assert!(decode_all(b"zz\r\n", 8).is_err());
-        assert!(decode_all(b"3\r\nabcX\r\n", 8).is_err());
-        assert!(decode_all(&[b'1'; MAX_CHUNK_LINE + 2], MAX_CHUNK_LINE + 2).is_err());
     }
 
     fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
