@@ -16,6 +16,39 @@ pub(crate) const READ_SIZE: usize = 8 * 1024;
 /// A chunk-size line (with extensions) longer than this is refused.
 const MAX_CHUNK_LINE: usize = 1024;
 
+thread_local! {
+    /// Emptied header maps kept for reuse on this worker thread.
+    static SPARE_MAPS: std::cell::RefCell<Vec<HeaderMap>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare maps kept per thread, at most.
+const SPARE_MAPS_KEPT: usize = 16;
+/// Maps with room for more fields than this are not kept.
+const SPARE_MAP_MAX_CAPACITY: usize = 128;
+
+/// Keeps `map`, emptied, for a later [`spare_map`]: a request's map, once the request is done
+/// with it, becomes a response's, rather than one map freed and another allocated per request.
+pub(crate) fn keep_map(mut map: HeaderMap) {
+    if map.capacity() == 0 || map.capacity() > SPARE_MAP_MAX_CAPACITY {
+        return;
+    }
+    map.clear();
+    SPARE_MAPS.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_MAPS_KEPT {
+            spare.push(map);
+        }
+    });
+}
+
+/// An empty map with room for `fields`: a kept one when there is one.
+pub(crate) fn spare_map(fields: usize) -> HeaderMap {
+    SPARE_MAPS
+        .with_borrow_mut(Vec::pop)
+        .filter(|map| map.capacity() >= fields)
+        .unwrap_or_else(|| HeaderMap::with_capacity(fields))
+}
+
 /// Appends one header field line.
 pub(crate) fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());

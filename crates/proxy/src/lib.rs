@@ -30,14 +30,12 @@ pub mod worker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ::http::Response;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use trellis_proxy_config::Config;
 
-use crate::body::Body;
 use crate::http::Outcome;
-use crate::http::tracked::{BodyEnd, Tracked};
+use crate::http::tracked::BodyEnd;
 use crate::listener::{Connections, Limits};
 use crate::state::ConfigStore;
 use crate::tcp::TcpOutcome;
@@ -94,25 +92,8 @@ impl Proxy {
         })
     }
 
-    /// Sends a response on its way, recording the request (metrics, access log) when the
-    /// response body ends.
-    pub(crate) fn finish(
-        self: &Arc<Self>,
-        mut outcome: Outcome,
-        response: Response<Body>,
-    ) -> Response<Body> {
-        outcome.status = response.status().as_u16();
-        if outcome.grpc {
-            outcome.grpc_status = crate::http::tracked::grpc_status(response.headers());
-        }
-        let proxy = self.clone();
-        response.map(|body| {
-            let tracked = Tracked::new(body, move |end| proxy.record(outcome, end));
-            http_body_util::BodyExt::boxed(tracked)
-        })
-    }
-
-    fn record(&self, mut outcome: Outcome, end: BodyEnd) {
+    /// Records a request whose response body has ended: metrics, and the access log line.
+    pub(crate) fn record(&self, mut outcome: Box<Outcome>, end: BodyEnd) {
         if end.source_failed {
             outcome
                 .flags

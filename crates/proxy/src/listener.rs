@@ -436,6 +436,7 @@ async fn serve_http(
     let limits = proxy.limits;
     let activity = Arc::new(Activity::new());
     let downstream = Arc::new(Downstream {
+        proxy: proxy.clone(),
         peer,
         peer_value: crate::http::headers::peer_value(peer.ip()),
         local,
@@ -449,13 +450,8 @@ async fn serve_http(
         };
         // Each stream's future is spawned as a task and moved on the way there: boxed, only
         // a pointer moves.
-        let service = service_fn(move |request| {
-            Box::pin(crate::http::handle(
-                proxy.clone(),
-                downstream.clone(),
-                request,
-            ))
-        });
+        let service =
+            service_fn(move |request| Box::pin(crate::http::handle(downstream.clone(), request)));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         if let Some(Err(error)) = drive(connection, &activity, limits, false, drain).await {
             tracing::debug!(%error, %peer, "downstream connection ended with an error");
@@ -463,9 +459,7 @@ async fn serve_http(
     } else {
         let (prefix, stream) = stream.into_parts();
         let connection = Http1 {
-            serving: Box::pin(crate::downstream::http1::serve(
-                proxy, downstream, stream, prefix,
-            )),
+            serving: Box::pin(crate::downstream::http1::serve(downstream, stream, prefix)),
             activity: activity.clone(),
         };
         if let Some(Err(error)) = drive(connection, &activity, limits, true, drain).await {

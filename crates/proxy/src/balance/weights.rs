@@ -85,6 +85,10 @@ impl WeightTable {
     /// [`sample_avoiding`](Self::sample_avoiding), the second another index not in `avoid`
     /// (`None` when there is no such index).
     pub(super) fn two(&self, avoid: &[usize]) -> Option<(usize, Option<usize>)> {
+        if self.len() == 1 {
+            // One endpoint: nothing to draw, and nothing else to avoid it for.
+            return Some((0, None));
+        }
         let first = self.sample_avoiding(avoid)?;
         let second = self.sample(|i| i == first || avoid.contains(&i));
         Some((first, second))

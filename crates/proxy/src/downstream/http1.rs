@@ -30,7 +30,6 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
-use crate::Proxy;
 use crate::body::{Body, BoxError};
 use crate::h1::{
     Chunk, Decoded, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, decode_chunk, encode_end, encode_frame,
@@ -64,7 +63,6 @@ impl ReadSide {
 /// the client closes, a response ends the connection, or the connection is asked to close
 /// (see [`crate::listener::Activity::close`]).
 pub(crate) async fn serve(
-    proxy: Arc<Proxy>,
     downstream: Arc<Downstream>,
     io: TcpStream,
     prefix: Bytes,
@@ -122,12 +120,7 @@ pub(crate) async fn serve(
             }
         };
 
-        let handling = pin!(crate::http::handle_parts(
-            proxy.clone(),
-            downstream.clone(),
-            parts,
-            body,
-        ));
+        let handling = pin!(crate::http::handle_parts(&downstream, parts, body));
         let Some(response) = respond_or_hang_up(handling, side.as_mut()).await else {
             // The client hung up: the request is dropped, and with it the exchange upstream.
             return Ok(());

@@ -97,7 +97,7 @@ pub(super) async fn forward(
     }
 
     let version = cluster.version_for(parts.version);
-    let target = Target::new(parts, authority, rewritten_authority.is_some());
+    let target = Target::new(parts, authority, rewritten_authority.is_some(), version);
     let policy = forward.retry.as_ref();
     let deadline = forward.timeout.map(|t| Instant::now() + t.as_std());
     let body =
@@ -239,7 +239,7 @@ async fn send_with_retries(
         let request = Outgoing {
             parts,
             host: target.host.as_ref(),
-            authority: &target.authority,
+            authority: target.authority.as_ref(),
             body: try_body,
         };
         let per_try = policy.and_then(|p| p.per_try_timeout).map(|t| t.as_std());
@@ -354,20 +354,26 @@ impl RequestBody {
 struct Target {
     /// A `host` header to set: the request has none (it came over HTTP/2) or it was rewritten.
     host: Option<HeaderValue>,
-    authority: Authority,
+    /// The `:authority`, when the request goes up as HTTP/2.
+    authority: Option<Authority>,
 }
 
 impl Target {
-    fn new(parts: &http::request::Parts, authority: &str, rewritten: bool) -> Self {
+    fn new(
+        parts: &http::request::Parts,
+        authority: &str,
+        rewritten: bool,
+        version: Version,
+    ) -> Self {
         let has_host = parts.headers.contains_key(header::HOST);
         let host = (rewritten || !has_host)
             .then(|| HeaderValue::from_str(authority).ok())
             .flatten();
-        let authority = match parts.uri.authority() {
+        let authority = (version == Version::Http2).then(|| match parts.uri.authority() {
             Some(written) if !rewritten => written.clone(),
             _ => Authority::try_from(authority)
                 .unwrap_or_else(|_| Authority::from_static("localhost")),
-        };
+        });
         Self { host, authority }
     }
 }

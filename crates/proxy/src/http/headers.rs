@@ -90,16 +90,15 @@ pub fn new_request_id() -> HeaderValue {
     let mut bytes = fastrand::u128(..).to_be_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (index, byte) in bytes.iter().enumerate() {
-        if matches!(index, 4 | 6 | 8 | 10) {
-            text[at] = b'-';
-            at += 1;
+    // 8-4-4-4-12 hex digits: each group's bytes, two digits a byte.
+    let mut text = *b"00000000-0000-0000-0000-000000000000";
+    let groups: [(usize, std::ops::Range<usize>); 5] =
+        [(0, 0..4), (9, 4..6), (14, 6..8), (19, 8..10), (24, 10..16)];
+    for (start, range) in groups {
+        for (offset, byte) in bytes[range].iter().enumerate() {
+            text[start + 2 * offset] = HEX[usize::from(byte >> 4)];
+            text[start + 2 * offset + 1] = HEX[usize::from(byte & 0x0f)];
         }
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
     }
     HeaderValue::from_bytes(&text).expect("hex digits and dashes make a header value")
 }
@@ -249,8 +248,17 @@ mod tests {
         assert_eq!(headers["x-request-id"], "abc");
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         let id = new_request_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id.to_str().unwrap()[14..15], "4");
+        let text = id.to_str().unwrap();
+        assert_eq!(text.len(), 36);
+        for (at, c) in text.char_indices() {
+            match at {
+                8 | 13 | 18 | 23 => assert_eq!(c, '-', "{text}"),
+                14 => assert_eq!(c, '4', "version 4: {text}"),
+                19 => assert!("89ab".contains(c), "RFC 4122 variant: {text}"),
+                _ => assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{text}"),
+            }
+        }
+        assert_ne!(new_request_id(), id, "random");
     }
 
     #[test]

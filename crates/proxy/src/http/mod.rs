@@ -31,6 +31,9 @@ use crate::telemetry::ResponseFlags;
 /// What a request knows about the connection it came on.
 #[derive(Debug, Clone)]
 pub struct Downstream {
+    /// The proxy the connection belongs to (a request clones the connection's handle, not the
+    /// proxy's, whose reference count every worker would share).
+    pub proxy: Arc<Proxy>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub route_table: Arc<str>,
@@ -42,26 +45,26 @@ pub struct Downstream {
 
 /// Handles one request.
 pub fn handle(
-    proxy: Arc<Proxy>,
     downstream: Arc<Downstream>,
     request: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
     // Split before the future is made: it then holds the head once, not the request as well.
     let (parts, body) = request.into_parts();
-    handle_parts(proxy, downstream, parts, RequestBody::Http2(body))
+    async move { handle_parts(&downstream, parts, RequestBody::Http2(body)).await }
 }
 
 /// Handles one request, given as its head and body.
 pub(crate) async fn handle_parts(
-    proxy: Arc<Proxy>,
-    downstream: Arc<Downstream>,
+    downstream: &Arc<Downstream>,
     mut parts: http::request::Parts,
     body: RequestBody,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let proxy = &downstream.proxy;
     let snapshot = proxy.config.load();
     let logged = proxy.access_log.is_enabled();
-    let mut outcome = Outcome::new(&parts, &downstream, started, logged);
+    // Boxed: it moves into the response body's record of the request, a pointer's worth.
+    let mut outcome = Box::new(Outcome::new(&parts, downstream, started, logged));
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)
@@ -74,7 +77,7 @@ pub(crate) async fn handle_parts(
             StatusCode::NOT_FOUND,
             "route not found",
         );
-        return Ok(proxy.finish(outcome, reply));
+        return Ok(finish(downstream, outcome, reply));
     };
     // Only the access log names the route.
     if outcome.logged {
@@ -101,7 +104,7 @@ pub(crate) async fn handle_parts(
             Some(destination) => {
                 let mut response = forward::forward(
                     &snapshot,
-                    &downstream,
+                    downstream,
                     &matched,
                     forward,
                     destination,
@@ -114,10 +117,29 @@ pub(crate) async fn handle_parts(
                 // the more specific one wins a conflict.
                 headers::apply(&matched.route.headers.response, response.headers_mut());
                 headers::apply(&destination.headers.response, response.headers_mut());
-                return Ok(proxy.finish(outcome, response));
+                crate::h1::keep_map(std::mem::take(&mut parts.headers));
+                return Ok(finish(downstream, outcome, response));
             }
         },
     };
     headers::apply(&matched.route.headers.response, response.headers_mut());
-    Ok(proxy.finish(outcome, response))
+    Ok(finish(downstream, outcome, response))
+}
+
+/// Sends a response on its way, recording the request (metrics, access log) when the response
+/// body ends.
+fn finish(
+    downstream: &Arc<Downstream>,
+    mut outcome: Box<Outcome>,
+    response: Response<Body>,
+) -> Response<Body> {
+    outcome.status = response.status().as_u16();
+    if outcome.grpc {
+        outcome.grpc_status = tracked::grpc_status(response.headers());
+    }
+    let downstream = downstream.clone();
+    response.map(|body| {
+        let tracked = tracked::Tracked::new(body, move |end| downstream.proxy.record(outcome, end));
+        http_body_util::BodyExt::boxed(tracked)
+    })
 }

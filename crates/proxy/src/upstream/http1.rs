@@ -483,7 +483,7 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
         // parse the next request on its connection into, and the proxy adds its forwarding
         // headers to that request; a map already large enough never grows (a rehash and two
         // reallocations per request otherwise).
-        let mut headers = HeaderMap::with_capacity(kept.max(RESPONSE_MAP_CAPACITY));
+        let mut headers = crate::h1::spare_map(kept.max(RESPONSE_MAP_CAPACITY));
         for [name_start, name_end, value_start, value_end] in &spans[..kept] {
             let raw = &head[*name_start as usize..*name_end as usize];
             let named_hop_by_hop = hop_by_hop
@@ -801,15 +801,11 @@ mod tests {
     }
 
     /// `request` to send, borrowing its head.
-    fn outgoing<'a>(
-        parts: &'a http::request::Parts,
-        authority: &'a http::uri::Authority,
-        body: Body,
-    ) -> Outgoing<'a> {
+    fn outgoing(parts: &http::request::Parts, body: Body) -> Outgoing<'_> {
         Outgoing {
             parts,
             host: None,
-            authority,
+            authority: None,
             body,
         }
     }
@@ -907,8 +903,7 @@ mod tests {
         let mut connection = Connection::new(TcpStream::connect(address).await.unwrap());
         for (body, expected) in [("first", &b"hello"[..]), ("", b"abc")] {
             let head = parts(Method::POST, "/upload", &[("host", "svc")]);
-            let authority = http::uri::Authority::from_static("svc");
-            let request = outgoing(&head, &authority, crate::body::full(body));
+            let request = outgoing(&head, crate::body::full(body));
             let response = connection.send(request, pool.clone()).await.unwrap();
             assert_eq!(response.status(), 200);
             let got = response.into_body().collect().await.unwrap().to_bytes();
@@ -943,9 +938,8 @@ mod tests {
             .await
             .unwrap();
         let head = parts(Method::POST, "/", &[("host", "svc")]);
-        let authority = http::uri::Authority::from_static("svc");
         let response = connection
-            .send(outgoing(&head, &authority, body), pool.clone())
+            .send(outgoing(&head, body), pool.clone())
             .await
             .unwrap();
         assert_eq!(response.status(), 413);

@@ -71,8 +71,8 @@ pub struct Outgoing<'a> {
     pub parts: &'a http::request::Parts,
     /// The `host` to send in place of the request's own (HTTP/1.1).
     pub host: Option<&'a HeaderValue>,
-    /// The `:authority` (HTTP/2).
-    pub authority: &'a Authority,
+    /// The `:authority` (HTTP/2 only; HTTP/1.1 sends the `host` header).
+    pub authority: Option<&'a Authority>,
     pub body: Body,
 }
 
@@ -88,7 +88,7 @@ impl Outgoing<'_> {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(self.authority.clone());
+        uri.authority = self.authority.cloned();
         uri.path_and_query = Some(path);
         let mut request = Request::new(self.body);
         *request.method_mut() = self.parts.method.clone();
