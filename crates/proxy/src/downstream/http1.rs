@@ -245,6 +245,16 @@ fn poll_head(
     }
 }
 
+/// Parses a request head at the front of `bytes` as the server does: `Ok(None)` while it is
+/// incomplete, `Err` with the status the server answers a head it refuses with.
+pub fn parse_request(bytes: &[u8]) -> Result<Option<http::request::Parts>, StatusCode> {
+    match parse_head(&mut BytesMut::from(bytes), &mut None) {
+        Ok(head) => Ok(head.map(|head| head.parts)),
+        Err(Refused::TooLarge) => Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        Err(Refused::Invalid(_) | Refused::Io(_)) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
 /// Parses a request head at the front of `buffer`, taking it out; `None` while it is
 /// incomplete. Header values are slices of the head's bytes, not copies.
 fn parse_head(
@@ -909,6 +919,24 @@ mod tests {
             "a".repeat(MAX_HEAD_BYTES)
         );
         assert!(matches!(refused(&huge), Refused::TooLarge));
+
+        // As the server answers them.
+        assert_eq!(
+            parse_request(huge.as_bytes()).unwrap_err(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(
+            parse_request(b"GET /a b HTTP/1.1\r\n\r\n").unwrap_err(),
+            StatusCode::BAD_REQUEST
+        );
+        assert!(parse_request(b"GET / HTTP/1.1\r\n").unwrap().is_none());
+        assert_eq!(
+            parse_request(b"GET /x HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .uri,
+            "/x"
+        );
     }
 
     #[test]
