@@ -110,7 +110,7 @@ pub(crate) enum Chunk {
 }
 
 /// What one step of the chunked decoder found.
-pub(crate) enum Decoded {
+enum Decoded {
     Data(Chunk, Bytes),
     /// The last chunk and the trailer section (if it had any fields) were read.
     End(Option<HeaderMap>),
@@ -120,7 +120,30 @@ pub(crate) enum Decoded {
     NeedMore(Chunk),
 }
 
-pub(crate) fn decode_chunk(chunk: Chunk, read: &mut BytesMut) -> io::Result<Decoded> {
+/// Reads what `read` holds of a chunked body, the decoder standing at `chunk` (moved on as it
+/// goes): `Ok(None)` when more bytes are needed, `Ok(Some(Some(frame)))` for data or for the
+/// trailers that end the body, `Ok(Some(None))` when it ended without trailers.
+pub(crate) fn read_chunked(
+    chunk: &mut Chunk,
+    read: &mut BytesMut,
+) -> io::Result<Option<Option<Frame<Bytes>>>> {
+    loop {
+        match decode_chunk(*chunk, read)? {
+            Decoded::Data(next, data) => {
+                *chunk = next;
+                return Ok(Some(Some(Frame::data(data))));
+            }
+            Decoded::End(trailers) => return Ok(Some(trailers.map(Frame::trailers))),
+            Decoded::Moved(next) => *chunk = next,
+            Decoded::NeedMore(next) => {
+                *chunk = next;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn decode_chunk(chunk: Chunk, read: &mut BytesMut) -> io::Result<Decoded> {
     match chunk {
         Chunk::Size => match httparse::parse_chunk_size(read) {
             Ok(httparse::Status::Complete((used, size))) => {

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError};
 use crate::h1::{
-    Chunk, Decoded, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, decode_chunk, encode_end, encode_frame,
+    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, read_chunked,
     write_field,
 };
 use crate::http::Downstream;
@@ -684,22 +684,20 @@ impl RequestBody {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
-                Framing::Chunked(chunk) => match decode_chunk(chunk, &mut side.buffer) {
-                    Err(error) => return Poll::Ready(Some(Err(error))),
-                    Ok(Decoded::Data(next, data)) => {
-                        self.framing = Framing::Chunked(next);
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                Framing::Chunked(mut chunk) => {
+                    let decoded = read_chunked(&mut chunk, &mut side.buffer);
+                    self.framing = Framing::Chunked(chunk);
+                    match decoded {
+                        Err(error) => return Poll::Ready(Some(Err(error))),
+                        Ok(Some(frame)) => {
+                            if frame.as_ref().is_none_or(Frame::is_trailers) {
+                                self.framing = Framing::Length(0);
+                            }
+                            return Poll::Ready(frame.map(Ok));
+                        }
+                        Ok(None) => {}
                     }
-                    Ok(Decoded::End(trailers)) => {
-                        self.framing = Framing::Length(0);
-                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
-                    }
-                    Ok(Decoded::Moved(next)) => {
-                        self.framing = Framing::Chunked(next);
-                        continue;
-                    }
-                    Ok(Decoded::NeedMore(next)) => self.framing = Framing::Chunked(next),
-                },
+                }
             }
             match ready!(side.poll_fill(cx)) {
                 Ok(0) => {

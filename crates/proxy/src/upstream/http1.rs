@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use super::pool::{EndpointPool, Outgoing};
 use crate::body::{Body, BoxError};
 use crate::h1::{
-    Chunk, Decoded, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, decode_chunk, encode_end, encode_frame,
-    invalid, write_field,
+    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, invalid, read_chunked,
+    write_field,
 };
 
 /// A request body of known size up to this many bytes goes out in the same send as its head.
@@ -592,22 +592,20 @@ impl ResponseBody {
                         return Poll::Ready(Some(Ok(Frame::data(read.split().freeze()))));
                     }
                 }
-                Framing::Chunked(chunk) => match decode_chunk(chunk, read) {
-                    Err(error) => return Poll::Ready(Some(Err(error))),
-                    Ok(Decoded::Data(next, data)) => {
-                        self.framing = Framing::Chunked(next);
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                Framing::Chunked(mut chunk) => {
+                    let decoded = read_chunked(&mut chunk, read);
+                    self.framing = Framing::Chunked(chunk);
+                    match decoded {
+                        Err(error) => return Poll::Ready(Some(Err(error))),
+                        Ok(Some(frame)) => {
+                            if frame.as_ref().is_none_or(Frame::is_trailers) {
+                                self.framing = Framing::Length(0);
+                            }
+                            return Poll::Ready(frame.map(Ok));
+                        }
+                        Ok(None) => {}
                     }
-                    Ok(Decoded::End(trailers)) => {
-                        self.framing = Framing::Length(0);
-                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
-                    }
-                    Ok(Decoded::Moved(next)) => {
-                        self.framing = Framing::Chunked(next);
-                        continue;
-                    }
-                    Ok(Decoded::NeedMore(next)) => self.framing = Framing::Chunked(next),
-                },
+                }
             }
             match ready!(poll_read(cx, &mut connection.io, &mut connection.read)) {
                 Ok(0) if self.framing == Framing::UntilClose => {
