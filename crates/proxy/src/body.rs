@@ -25,7 +25,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A request's body as its client sends it.
 #[derive(Debug)]
-pub enum RequestBody {
+pub enum ClientBody {
     /// The request has none.
     Empty,
     /// Read from an HTTP/1.1 connection.
@@ -34,7 +34,7 @@ pub enum RequestBody {
     Http2(hyper::body::Incoming),
 }
 
-impl http_body::Body for RequestBody {
+impl http_body::Body for ClientBody {
     type Data = Bytes;
     type Error = BoxError;
 

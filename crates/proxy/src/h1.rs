@@ -49,6 +49,15 @@ pub(crate) fn spare_map(fields: usize) -> HeaderMap {
         .unwrap_or_else(|| HeaderMap::with_capacity(fields))
 }
 
+/// Whether a `transfer-encoding` value's last coding is `chunked` (RFC 9112 §6.3): only then
+/// is the body chunked.
+pub(crate) fn ends_in_chunked(transfer_encoding: &[u8]) -> bool {
+    transfer_encoding
+        .rsplit(|b| *b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
 /// Appends one header field line.
 pub(crate) fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());

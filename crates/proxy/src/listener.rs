@@ -453,33 +453,30 @@ async fn serve_http(
         let service =
             service_fn(move |request| Box::pin(crate::http::handle(downstream.clone(), request)));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
-        if let Some(Err(error)) = drive(connection, &activity, limits, false, drain).await {
-            tracing::debug!(%error, %peer, "downstream connection ended with an error");
-        }
+        drive(connection, peer, &activity, limits, false, drain).await;
     } else {
         let (prefix, stream) = stream.into_parts();
         let connection = Http1 {
             serving: Box::pin(crate::downstream::http1::serve(downstream, stream, prefix)),
             activity: activity.clone(),
         };
-        if let Some(Err(error)) = drive(connection, &activity, limits, true, drain).await {
-            tracing::debug!(%error, %peer, "downstream connection ended with an error");
-        }
+        drive(connection, peer, &activity, limits, true, drain).await;
     }
 }
 
 /// Serves `connection` until it ends; asks it to finish and close when the proxy drains or the
-/// watchdog finds it idle, and drops it when a request head takes too long (`None`).
+/// watchdog finds it idle, and drops it when a request head takes too long.
 ///
 /// The connection is polled at every wake-up; the drain signal and the watchdog only when one
 /// of them woke the task (each request wakes it several times, and they seldom fire).
 async fn drive<S: Served>(
     connection: S,
+    peer: SocketAddr,
     activity: &Activity,
     limits: Limits,
     heads: bool,
     mut drain: watch::Receiver<bool>,
-) -> Option<Result<(), S::Error>> {
+) {
     enum Ended<E> {
         Served(Result<(), E>),
         Draining,
@@ -509,14 +506,16 @@ async fn drive<S: Served>(
     let result = match ended {
         Ended::Served(result) => result,
         // A client that stalls mid-head gets no answer: the connection just closes.
-        Ended::Expired(Expired::Head) => return None,
+        Ended::Expired(Expired::Head) => return,
         // Finish the requests in progress, then close (HTTP/2 sends GOAWAY).
         Ended::Draining | Ended::Expired(Expired::Idle) => {
             connection.as_mut().shut_down();
             connection.await
         }
     };
-    Some(result)
+    if let Err(error) = result {
+        tracing::debug!(%error, %peer, "downstream connection ended with an error");
+    }
 }
 
 /// The waker [`drive`] gives the futures it polls only when they woke it: it notes the wake-up

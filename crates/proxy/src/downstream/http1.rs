@@ -25,15 +25,16 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError};
+use crate::detect::Prefixed;
 use crate::h1::{
-    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, read_chunked,
-    write_field,
+    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, ends_in_chunked,
+    read_chunked, write_field,
 };
 use crate::http::Downstream;
 
@@ -107,7 +108,7 @@ pub(crate) async fn serve(
 
         // The request body takes the reading side while it lasts and hands it back at its end.
         let (body, home) = match framing {
-            None => (crate::body::RequestBody::Empty, None),
+            None => (crate::body::ClientBody::Empty, None),
             Some(framing) => {
                 let home = Arc::new(Mutex::new(Home::default()));
                 let body = RequestBody {
@@ -116,7 +117,7 @@ pub(crate) async fn serve(
                     continue_due: expect_continue.then_some(0),
                     home: home.clone(),
                 };
-                (crate::body::RequestBody::Http1(body), Some(home))
+                (crate::body::ClientBody::Http1(body), Some(home))
             }
         };
 
@@ -151,8 +152,7 @@ pub(crate) async fn serve(
         spare_map = Some(response_parts.headers);
 
         if switching && let Some(sender) = upgraded {
-            write.write_all(&out).await?;
-            out.clear();
+            flush(&mut write, &mut out).await?;
             drop(body);
             let Some(side) = side.take() else {
                 return Ok(()); // the upgrade request had a body still unread: no tunnel
@@ -161,10 +161,7 @@ pub(crate) async fn serve(
                 .io
                 .reunite(write)
                 .map_err(|_| io::Error::other("the halves of one socket did not match"))?;
-            let _ = sender.send(Upgraded {
-                io,
-                read: side.buffer.freeze(),
-            });
+            let _ = sender.send(Prefixed::new(side.buffer.freeze(), io));
             return Ok(());
         }
 
@@ -173,14 +170,15 @@ pub(crate) async fn serve(
             return Ok(());
         }
         if let Some(home) = home {
-            let mut home = home.lock().unwrap_or_else(PoisonError::into_inner);
             // A body the endpoint did not read to its end leaves the connection's next bytes
-            // unknown: it closes.
-            if home.complete {
-                side = home.side.take();
-            }
+            // unknown: no side comes back, and the connection closes at the top of the loop.
+            side = home
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .side
+                .take();
         }
-        if !keep_alive || side.is_none() {
+        if !keep_alive {
             return Ok(());
         }
     }
@@ -309,10 +307,7 @@ fn parse_head(
             content_length = Some(length);
         } else if is(&header::TRANSFER_ENCODING) {
             transfer_encoding = true;
-            chunked = value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            chunked = ends_in_chunked(value);
         } else if is(&header::CONNECTION) {
             for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -537,8 +532,7 @@ async fn write_body(
     let chunked = framing == ResponseFraming::Chunked;
     let mut remaining = match framing {
         ResponseFraming::None => {
-            write.write_all(out).await?;
-            out.clear();
+            flush(write, out).await?;
             return Ok(true);
         }
         ResponseFraming::Length(length) => length,
@@ -553,24 +547,21 @@ async fn write_body(
         .await;
         match step {
             Step::Flush => {
-                write.write_all(out).await?;
-                out.clear();
+                flush(write, out).await?;
             }
             Step::Frame(Some(Ok(mut frame))) => {
                 if let Some(data) = frame.data_mut() {
                     let length = data.len() as u64;
                     if length > remaining {
                         // More than the head announced: the rest cannot be framed.
-                        write.write_all(out).await?;
-                        out.clear();
+                        flush(write, out).await?;
                         return Ok(false);
                     }
                     remaining -= length;
                 }
                 let ended = encode_frame(frame, chunked, out);
                 if ended || out.len() >= WRITE_HIGH {
-                    write.write_all(out).await?;
-                    out.clear();
+                    flush(write, out).await?;
                 }
                 if ended {
                     return Ok(written_whole(framing, remaining));
@@ -578,20 +569,25 @@ async fn write_body(
             }
             Step::Frame(None) => {
                 encode_end(chunked, out);
-                write.write_all(out).await?;
-                out.clear();
+                flush(write, out).await?;
                 return Ok(written_whole(framing, remaining));
             }
             Step::Frame(Some(Err(error))) => {
                 // What arrived before the failure goes out; the connection then ends, so the
                 // client sees a response cut short rather than a complete one.
                 tracing::debug!(%error, "response body broke off");
-                write.write_all(out).await?;
-                out.clear();
+                flush(write, out).await?;
                 return Ok(false);
             }
         }
     }
+}
+
+/// Writes what `out` gathered and empties it.
+async fn flush(write: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
+    write.write_all(out).await?;
+    out.clear();
+    Ok(())
 }
 
 /// Whether a body that ended with `remaining` bytes of its framing left was written whole.
@@ -606,9 +602,9 @@ fn written_whole(framing: ResponseFraming, remaining: u64) -> bool {
 /// Where a request body hands the reading side back to its connection.
 #[derive(Debug, Default)]
 struct Home {
+    /// Handed back once the body has been read to its end: the connection's next bytes are
+    /// then the next request's. A body that ends early keeps it, and the connection closes.
     side: Option<ReadSide>,
-    /// The body was read to its end: the connection's next bytes are the next request's.
-    complete: bool,
     /// The response head has been written: too late for `100 Continue`.
     responded: bool,
 }
@@ -626,11 +622,16 @@ pub struct RequestBody {
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl RequestBody {
-    fn go_home(&mut self, complete: bool) {
-        if let Some(side) = self.side.take() {
-            let mut home = self.home.lock().unwrap_or_else(PoisonError::into_inner);
-            home.side = Some(side);
-            home.complete = complete;
+    /// Hands the reading side back to the connection if the body has been read to its end;
+    /// otherwise lets it go.
+    fn go_home(&mut self) {
+        if let Some(side) = self.side.take()
+            && self.framing == Framing::Length(0)
+        {
+            self.home
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .side = Some(side);
         }
     }
 
@@ -664,9 +665,6 @@ impl RequestBody {
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        if self.side.is_none() {
-            return Poll::Ready(None);
-        }
         if let Err(error) = ready!(self.poll_continue(cx)) {
             return Poll::Ready(Some(Err(error)));
         }
@@ -728,7 +726,7 @@ impl http_body::Body for RequestBody {
                 // The connection cannot carry another request.
                 this.side = None;
             }
-            _ if this.framing == Framing::Length(0) => this.go_home(true),
+            _ if this.framing == Framing::Length(0) => this.go_home(),
             _ => {}
         }
         Poll::Ready(polled.map(|frame| frame.map_err(Into::into)))
@@ -748,8 +746,7 @@ impl http_body::Body for RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let complete = self.framing == Framing::Length(0);
-        self.go_home(complete);
+        self.go_home();
     }
 }
 
@@ -773,44 +770,7 @@ impl OnUpgrade {
 
 /// A client connection after `101 Switching Protocols`: the bytes read past the request head
 /// come first, then the socket's own.
-#[derive(Debug)]
-pub struct Upgraded {
-    io: TcpStream,
-    read: Bytes,
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = self.read.len().min(buf.remaining());
-            buf.put_slice(&self.read.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+pub type Upgraded = Prefixed<TcpStream>;
 
 /// The `date` field's value, formatted once a second per worker thread.
 mod date {

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use trellis_proxy_config::{Forward, RetryOn, RetryPolicy, WeightedCluster};
 
 use super::{Downstream, Outcome, headers, local, upgrade};
-use crate::body::{self, Body, RequestBody as ClientBody};
+use crate::body::{self, Body, ClientBody};
 use crate::router::Matched;
 use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;

@@ -25,7 +25,7 @@ use trellis_proxy_config::Action;
 pub use outcome::Outcome;
 
 use crate::Proxy;
-use crate::body::{Body, RequestBody};
+use crate::body::{Body, ClientBody};
 use crate::telemetry::ResponseFlags;
 
 /// What a request knows about the connection it came on.
@@ -50,14 +50,14 @@ pub fn handle(
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
     // Split before the future is made: it then holds the head once, not the request as well.
     let (parts, body) = request.into_parts();
-    async move { handle_parts(&downstream, parts, RequestBody::Http2(body)).await }
+    async move { handle_parts(&downstream, parts, ClientBody::Http2(body)).await }
 }
 
 /// Handles one request, given as its head and body.
 pub(crate) async fn handle_parts(
     downstream: &Arc<Downstream>,
     mut parts: http::request::Parts,
-    body: RequestBody,
+    body: ClientBody,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let proxy = &downstream.proxy;

@@ -9,14 +9,14 @@ use http::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::{Outcome, local};
-use crate::body::{Body, RequestBody};
+use crate::body::{Body, ClientBody};
 use crate::downstream::http1::OnUpgrade;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::{ClusterRuntime, ClusterStats};
 
 pub(super) async fn forward_upgrade(
     cluster: &Arc<ClusterRuntime>,
-    mut request: Request<RequestBody>,
+    mut request: Request<ClientBody>,
     authority: &str,
     connection: Option<HeaderValue>,
     upgrade: Option<HeaderValue>,

@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use super::pool::{EndpointPool, Outgoing};
 use crate::body::{Body, BoxError};
 use crate::h1::{
-    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, invalid, read_chunked,
-    write_field,
+    Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, ends_in_chunked,
+    invalid, read_chunked, write_field,
 };
 
 /// A request body of known size up to this many bytes goes out in the same send as its head.
@@ -445,11 +445,7 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> io::Result<Option<Head>> 
                 continue;
             }
             if is(&header::TRANSFER_ENCODING) {
-                chunked = field
-                    .value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                chunked = ends_in_chunked(field.value);
                 continue;
             }
             if is(&header::UPGRADE)
