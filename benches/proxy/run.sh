@@ -11,9 +11,10 @@
 # (HTTP/1.1 keep-alive) at each concurrency and h2load (h2c, prior knowledge). For each run it
 # records requests/s, p50 and p99 latency, the proxy's CPU time per request (utime+stime of all
 # its processes, from /proc) and its peak memory (summed VmRSS, sampled during the run).
-# All legs are started first and the runs go round-robin over them, --rounds times: whatever
-# else the machine is doing then falls on every leg alike, and the table shows each number's
-# median over the rounds (the peak memory's maximum).
+# All legs are started first and the runs go round-robin over them, --rounds times, each round
+# starting one leg further on: whatever else the machine is doing then falls on every leg
+# alike, no leg always follows the same one, and the table shows each number's median over
+# the rounds (the peak memory's maximum). Use a multiple of the number of legs for --rounds.
 # "trellis+log" is trellis-proxy again with Istio's access logging turned on.
 #
 # Prints one table with ratios to the direct, nginx and haproxy legs and writes it as markdown
@@ -480,7 +481,7 @@ write_report() {
   echo
   echo "$table"
   echo
-  echo "- Each number is the median of $rounds runs; the runs went round-robin over the legs, so the machine's other work fell on all of them alike."
+  echo "- Each number is the median of $rounds runs; the runs went round-robin over the legs, each round starting one leg further on, so the machine's other work fell on all of them alike."
   echo "- **vs X**: this row's req/s divided by X's at the same protocol and concurrency (higher is better)."
   echo "  **CPU vs X**: this row's CPU time per request divided by X's (lower is better)."
   echo "- **CPU us/req**: utime+stime of all the proxy's processes during the run, divided by the requests completed."
@@ -507,7 +508,12 @@ for leg in direct trellis trellis+log nginx haproxy; do
 done
 for round in $(seq "$rounds"); do
   echo "== round $round of $rounds"
-  for leg in "${order[@]}"; do measure_leg "$round" "$leg"; done
+  # Each round starts one leg further on, so that over the rounds every leg runs in every
+  # position: a leg that always ran right after the direct one would always meet the machine
+  # as the heaviest load left it.
+  for i in $(seq 0 $((${#order[@]} - 1))); do
+    measure_leg "$round" "${order[$(((round - 1 + i) % ${#order[@]}))]}"
+  done
 done
 if wants trellis+log; then note_access_log; fi
 
