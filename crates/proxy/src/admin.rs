@@ -141,7 +141,7 @@ fn logging(controls: &Controls, method: &Method, query: &str) -> Response<Body> 
 fn clusters_text(proxy: &Proxy) -> String {
     let snapshot = proxy.config.load();
     let mut out = String::new();
-    for (name, cluster) in &snapshot.clusters {
+    for (name, cluster) in snapshot.clusters() {
         for (stat, value) in cluster.stats.counters() {
             let _ = writeln!(out, "{name}::{stat}::{value}");
         }
@@ -167,8 +167,7 @@ fn clusters_text(proxy: &Proxy) -> String {
 fn clusters_json(proxy: &Proxy) -> serde_json::Value {
     let snapshot = proxy.config.load();
     let clusters: Vec<_> = snapshot
-        .clusters
-        .iter()
+        .clusters()
         .map(|(name, cluster)| {
             let mut entry = serde_json::Map::new();
             entry.insert("name".into(), json!(name));

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod balance;
 pub mod body;
+pub mod clock;
 pub mod detect;
 pub mod downstream;
 pub mod fast_map;
@@ -106,11 +107,8 @@ impl Proxy {
         if end.grpc_status.is_some() {
             outcome.grpc_status = end.grpc_status;
         }
-        let duration = outcome.started.elapsed();
-        let edge = outcome
-            .cluster
-            .as_ref()
-            .map_or(&self.unrouted, |c| &c.metrics);
+        let duration = crate::clock::now().saturating_duration_since(outcome.started);
+        let edge = outcome.cluster().map_or(&self.unrouted, |c| &c.metrics);
         edge.record_request(&RequestOutcome {
             protocol: if outcome.grpc {
                 RequestProtocol::Grpc
@@ -146,7 +144,7 @@ impl Proxy {
                 bytes_sent: end.bytes,
                 upstream_service_time: outcome.upstream_service_time,
                 upstream_host: outcome.upstream,
-                upstream_cluster: outcome.cluster.as_ref().map(|c| c.config.name.as_str()),
+                upstream_cluster: outcome.cluster().map(|c| c.config.name.as_str()),
                 route_name: outcome.route.as_ref().map(|r| r.name.as_str()),
                 downstream_local_address: Some(outcome.local),
                 downstream_remote_address: Some(outcome.peer),

@@ -134,7 +134,9 @@ impl Activity {
     }
 
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        crate::clock::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64
     }
 
     /// Asks the connection to finish the request in progress, if any, and close.
@@ -449,9 +451,10 @@ async fn serve_http(
             activity: activity.clone(),
         };
         // Each stream's future is spawned as a task and moved on the way there: boxed, only
-        // a pointer moves.
-        let service =
-            service_fn(move |request| Box::pin(crate::http::handle(downstream.clone(), request)));
+        // a pointer moves. It reads the clock once per poll, as connections do.
+        let service = service_fn(move |request| {
+            crate::clock::Scoped(Box::pin(crate::http::handle(downstream.clone(), request)))
+        });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         drive(connection, peer, &activity, limits, false, drain).await;
     } else {
@@ -487,20 +490,23 @@ async fn drive<S: Served>(
     let mut watchdog = std::pin::pin!(watchdog(activity, limits, heads));
     let woken = Arc::new(SideWaker::default());
     let side_waker = std::task::Waker::from(woken.clone());
+    // One clock reading per wake-up serves everything the wake-up does (see `clock`).
     let ended = std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Ended::Served(result));
-        }
-        if woken.take(cx.waker()) {
-            let mut side = Context::from_waker(&side_waker);
-            if draining.as_mut().poll(&mut side).is_ready() {
-                return Poll::Ready(Ended::Draining);
+        crate::clock::scope(|| {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Ended::Served(result));
             }
-            if let Poll::Ready(expired) = watchdog.as_mut().poll(&mut side) {
-                return Poll::Ready(Ended::Expired(expired));
+            if woken.take(cx.waker()) {
+                let mut side = Context::from_waker(&side_waker);
+                if draining.as_mut().poll(&mut side).is_ready() {
+                    return Poll::Ready(Ended::Draining);
+                }
+                if let Poll::Ready(expired) = watchdog.as_mut().poll(&mut side) {
+                    return Poll::Ready(Ended::Expired(expired));
+                }
             }
-        }
-        Poll::Pending
+            Poll::Pending
+        })
     })
     .await;
     let result = match ended {

@@ -9,7 +9,7 @@ use trellis_proxy_config::{HashKey, LoadBalancer};
 
 use crate::Proxy;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::ClusterStats;
+use crate::upstream::Stat;
 
 /// What a TCP connection did, for telemetry.
 #[derive(Debug)]
@@ -47,13 +47,13 @@ pub async fn proxy_tcp<S>(
         received: 0,
         flags: ResponseFlags::NONE,
     };
-    let Some(cluster) = snapshot.clusters.get(cluster_name) else {
+    let Some((_, cluster)) = snapshot.cluster(cluster_name) else {
         outcome.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
         proxy.record_tcp(&outcome);
         return;
     };
     outcome.cluster = Some(cluster.clone());
-    ClusterStats::bump(&cluster.stats.requests);
+    cluster.stats.bump(Stat::Requests);
     let hash = match &cluster.config.load_balancer {
         LoadBalancer::RingHash {
             key: HashKey::SourceIp,
@@ -75,7 +75,7 @@ pub async fn proxy_tcp<S>(
     let mut upstream = match cluster.connect(index).await {
         Ok(stream) => stream,
         Err(_) => {
-            ClusterStats::bump(&cluster.stats.connect_failures);
+            cluster.stats.bump(Stat::ConnectFailures);
             outcome
                 .flags
                 .insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);

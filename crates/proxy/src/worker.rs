@@ -146,3 +146,41 @@ pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> i
 pub fn set_count(count: usize) {
     WORKERS.store(count.max(1), Ordering::Relaxed);
 }
+
+/// One value per worker, each on cache lines of its own: what a worker writes on the request
+/// path (counters, its share of a pool) lives here, so that workers never write to the same
+/// cache line and never wait for one another's. Sized by [`count`] when made; a thread that is
+/// not a worker uses the first worker's value.
+#[derive(Debug)]
+pub struct PerWorker<T>(Box<[Padded<T>]>);
+
+/// Two cache lines: adjacent-line prefetching pairs lines up.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> PerWorker<T> {
+    /// A value for each worker, made by `make`.
+    pub fn new(mut make: impl FnMut() -> T) -> Self {
+        Self((0..count()).map(|_| Padded(make())).collect())
+    }
+
+    /// The running worker's value.
+    pub fn mine(&self) -> &T {
+        // Made with at least one value; a worker index past the end (there were more workers
+        // than when this was made) takes the first, as other threads do.
+        let padded = self.0.get(current()).unwrap_or(&self.0[0]);
+        &padded.0
+    }
+
+    /// Every worker's value.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|padded| &padded.0)
+    }
+}
+
+impl<T: Default> Default for PerWorker<T> {
+    fn default() -> Self {
+        Self::new(T::default)
+    }
+}

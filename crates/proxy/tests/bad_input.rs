@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::Request;
@@ -15,6 +14,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use trellis_proxy::listener::Limits;
+use trellis_proxy::upstream::Stat;
 use trellis_proxy_config::{LoadBalancer, RouteMatch, StringMatch};
 
 const UPSTREAM_FAILED: &str = "upstream connect error or disconnect/reset before headers";
@@ -318,12 +318,9 @@ async fn an_upstream_reset_is_503_uc_and_the_proxy_keeps_serving() {
         }
         // UC (upstream connection termination), not UF: the endpoint was reached.
         let snapshot = proxy.proxy.config.load();
-        let stats = &snapshot.clusters[name].stats;
+        let stats = &snapshot.cluster(name).expect("the cluster").1.stats;
         assert_eq!(
-            (
-                stats.resets.load(Ordering::Relaxed),
-                stats.connect_failures.load(Ordering::Relaxed)
-            ),
+            (stats.get(Stat::Resets), stats.get(Stat::ConnectFailures)),
             (3, 0),
             "{name}"
         );

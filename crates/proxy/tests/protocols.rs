@@ -61,7 +61,15 @@ async fn http1_keep_alive_reuses_both_connections() {
         clusters,
     ))
     .await;
-    let pool = proxy.proxy.config.load().clusters["c"].pool(0).clone();
+    let pool = proxy
+        .proxy
+        .config
+        .load()
+        .cluster("c")
+        .expect("cluster c")
+        .1
+        .pool(0)
+        .clone();
     let mut sender = connect_h1::<Empty<Bytes>>(proxy.address).await;
     for i in 0..5 {
         sender

@@ -75,10 +75,17 @@ impl EndpointState {
         InFlight { endpoint: self }
     }
 
+    /// The time now, in nanoseconds since `epoch`.
+    fn now_nanos(&self) -> u64 {
+        crate::clock::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64
+    }
+
     /// Folds a measured round trip into the peak-EWMA estimate: a slower sample replaces the
     /// estimate at once (the peak), a faster one decays it with a 10 s half-life-like constant.
     pub fn observe(&self, rtt: Duration) {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        let now = self.now_nanos();
         let sample = rtt.as_nanos() as f64;
         let previous = self.ewma_nanos.load(Ordering::Relaxed) as f64;
         let elapsed = now.saturating_sub(self.ewma_stamp.swap(now, Ordering::Relaxed)) as f64;

@@ -76,8 +76,9 @@ fn estimate(endpoint: &EndpointState) -> Option<f64> {
     if ewma == 0 {
         return None;
     }
-    let now = endpoint.epoch.elapsed().as_nanos() as u64;
-    let idle = now.saturating_sub(endpoint.ewma_stamp.load(Ordering::Relaxed));
+    let idle = endpoint
+        .now_nanos()
+        .saturating_sub(endpoint.ewma_stamp.load(Ordering::Relaxed));
     Some(decayed(ewma as f64, idle))
 }
 

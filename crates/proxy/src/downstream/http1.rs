@@ -461,25 +461,27 @@ fn encode_head(
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     // After HEAD and 304 the length is the one a GET would have had, as the endpoint said.
     let keeps_length = head_only || status == StatusCode::NOT_MODIFIED;
-    let declared: Option<u64> = if keeps_length {
-        None
-    } else {
-        parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    };
+    // The first `content-length`, read only when the body does not know its own size.
+    let mut declared: Option<u64> = None;
+    let mut length_seen = false;
+    let mut dated = false;
     for (name, value) in &parts.headers {
-        let framing_field =
-            name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !keeps_length);
+        if name == header::CONTENT_LENGTH && !keeps_length {
+            if !length_seen && hint.exact().is_none() {
+                declared = value.to_str().ok().and_then(|v| v.parse().ok());
+            }
+            length_seen = true;
+            continue;
+        }
+        dated |= name == header::DATE;
+        let framing_field = name == header::TRANSFER_ENCODING;
         let connection_field = !switching
             && (name == header::CONNECTION || name == "keep-alive" || name == header::UPGRADE);
         if !framing_field && !connection_field {
             write_field(out, name, value);
         }
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         date::write(out);
         out.extend_from_slice(b"\r\n");

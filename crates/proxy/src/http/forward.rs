@@ -12,10 +12,11 @@ use trellis_proxy_config::{Forward, RetryOn, RetryPolicy, WeightedCluster};
 
 use super::{Downstream, Outcome, headers, local, upgrade};
 use crate::body::{self, Body, ClientBody};
+use crate::clock;
 use crate::router::Matched;
 use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterRuntime, ClusterStats, Outgoing, SendError, Version};
+use crate::upstream::{ClusterRuntime, Outgoing, SendError, Stat, Version};
 
 /// Request bodies up to this size are kept so the request can be retried; larger ones stream
 /// through once.
@@ -39,18 +40,18 @@ pub(super) async fn forward(
     body: ClientBody,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let Some(cluster) = snapshot.clusters.get(&destination.cluster) else {
+    let Some((id, cluster)) = snapshot.cluster(&destination.cluster) else {
         return outcome.fail(
             ResponseFlags::NO_CLUSTER_FOUND,
             StatusCode::SERVICE_UNAVAILABLE,
             "cluster not found",
         );
     };
-    outcome.cluster = Some(cluster.clone());
-    ClusterStats::bump(&cluster.stats.requests);
+    outcome.cluster = Some(id);
+    cluster.stats.bump(Stat::Requests);
 
     let upgrading =
-        parts.headers.contains_key(header::UPGRADE) && parts.version == http::Version::HTTP_11;
+        parts.version == http::Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
     let upgrade_headers = upgrading.then(|| {
         (
             parts.headers.get(header::CONNECTION).cloned(),
@@ -97,9 +98,18 @@ pub(super) async fn forward(
     }
 
     let version = cluster.version_for(parts.version);
-    let target = Target::new(parts, authority, rewritten_authority.is_some(), version);
+    // The authority came from the `host` header: no need to look for one.
+    let has_host = matches!(outcome.authority, super::outcome::Authority::Host(_))
+        || parts.headers.contains_key(header::HOST);
+    let target = Target::new(
+        parts,
+        authority,
+        rewritten_authority.is_some(),
+        has_host,
+        version,
+    );
     let policy = forward.retry.as_ref();
-    let deadline = forward.timeout.map(|t| Instant::now() + t.as_std());
+    let deadline = forward.timeout.map(|t| clock::now() + t.as_std());
     let body =
         RequestBody::prepare(body, &parts.headers, policy.is_some_and(|p| p.attempts > 0)).await;
     let body = match body {
@@ -215,7 +225,7 @@ async fn send_with_retries(
     let mut retry = 0u32;
     loop {
         let Some(index) = cluster.pick(hash, &tried[..tried_count]) else {
-            ClusterStats::bump(&cluster.stats.no_endpoint);
+            cluster.stats.bump(Stat::NoEndpoint);
             return outcome.fail(
                 ResponseFlags::NO_HEALTHY_UPSTREAM,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -244,13 +254,13 @@ async fn send_with_retries(
         };
         let per_try = policy.and_then(|p| p.per_try_timeout).map(|t| t.as_std());
         let budget = match (per_try, deadline) {
-            (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
+            (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(clock::now()))),
             (Some(t), None) => Some(t),
-            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (None, Some(d)) => Some(d.saturating_duration_since(clock::now())),
             (None, None) => None,
         };
         let in_flight = endpoint.start();
-        let sent = Instant::now();
+        let sent = clock::now();
         let pool = cluster.pool(index);
         let result = match budget {
             Some(budget) => match tokio::time::timeout(budget, pool.send(request, version)).await {
@@ -259,11 +269,11 @@ async fn send_with_retries(
             },
             None => pool.send(request, version).await.map_err(TryFailure::Send),
         };
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        let out_of_time = deadline.is_some_and(|d| clock::now() >= d);
         let may_retry = retry < attempts && !out_of_time;
         match result {
             Ok(response) => {
-                let round_trip = sent.elapsed();
+                let round_trip = clock::now().saturating_duration_since(sent);
                 if cluster.measures_latency() {
                     endpoint.observe(round_trip);
                 }
@@ -272,7 +282,7 @@ async fn send_with_retries(
                 let retryable = policy.is_some_and(|p| retryable_response(p, &response));
                 if retryable && may_retry && body.can_repeat() {
                     retry += 1;
-                    ClusterStats::bump(&cluster.stats.retries);
+                    cluster.stats.bump(Stat::Retries);
                     drop(response);
                     backoff(policy, retry, deadline).await;
                     continue;
@@ -288,7 +298,7 @@ async fn send_with_retries(
                 drop(in_flight);
                 let (flag, status, message) = match &failure {
                     TryFailure::Timeout => {
-                        ClusterStats::bump(&cluster.stats.timeouts);
+                        cluster.stats.bump(Stat::Timeouts);
                         (
                             ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
                             StatusCode::GATEWAY_TIMEOUT,
@@ -296,7 +306,7 @@ async fn send_with_retries(
                         )
                     }
                     TryFailure::Send(error) if error.is_connect_failure() => {
-                        ClusterStats::bump(&cluster.stats.connect_failures);
+                        cluster.stats.bump(Stat::ConnectFailures);
                         tracing::debug!(%error, "upstream connect failure");
                         (
                             ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
@@ -305,7 +315,7 @@ async fn send_with_retries(
                         )
                     }
                     TryFailure::Send(error) => {
-                        ClusterStats::bump(&cluster.stats.resets);
+                        cluster.stats.bump(Stat::Resets);
                         tracing::debug!(%error, "upstream reset");
                         (
                             ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
@@ -317,7 +327,7 @@ async fn send_with_retries(
                 let retryable = policy.is_some_and(|p| retryable_failure(p, &failure));
                 if retryable && may_retry && body.can_repeat() {
                     retry += 1;
-                    ClusterStats::bump(&cluster.stats.retries);
+                    cluster.stats.bump(Stat::Retries);
                     backoff(policy, retry, deadline).await;
                     continue;
                 }
@@ -363,9 +373,9 @@ impl Target {
         parts: &http::request::Parts,
         authority: &str,
         rewritten: bool,
+        has_host: bool,
         version: Version,
     ) -> Self {
-        let has_host = parts.headers.contains_key(header::HOST);
         let host = (rewritten || !has_host)
             .then(|| HeaderValue::from_str(authority).ok())
             .flatten();
@@ -432,7 +442,7 @@ async fn backoff(policy: Option<&RetryPolicy>, retry: u32, deadline: Option<Inst
         .min(cap);
     let mut wait = ceiling.mul_f64(fastrand::f64());
     if let Some(deadline) = deadline {
-        wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        wait = wait.min(deadline.saturating_duration_since(clock::now()));
     }
     tokio::time::sleep(wait).await;
 }

@@ -16,7 +16,6 @@ mod upgrade;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -59,12 +58,18 @@ pub(crate) async fn handle_parts(
     mut parts: http::request::Parts,
     body: ClientBody,
 ) -> Result<Response<Body>, Infallible> {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let proxy = &downstream.proxy;
     let snapshot = proxy.config.load();
     let logged = proxy.access_log.is_enabled();
     // Boxed: it moves into the response body's record of the request, a pointer's worth.
-    let mut outcome = Box::new(Outcome::new(&parts, downstream, started, logged));
+    let mut outcome = Box::new(Outcome::new(
+        &parts,
+        downstream,
+        snapshot.clone(),
+        started,
+        logged,
+    ));
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)

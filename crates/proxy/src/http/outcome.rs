@@ -8,6 +8,7 @@ use http::HeaderValue;
 
 use super::Downstream;
 use super::local::is_grpc;
+use crate::state::{ClusterId, Snapshot};
 use crate::telemetry::ResponseFlags;
 use crate::upstream::ClusterRuntime;
 
@@ -50,7 +51,9 @@ pub struct Outcome {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub route: Option<Arc<trellis_proxy_config::Route>>,
-    pub cluster: Option<Arc<ClusterRuntime>>,
+    /// The snapshot the request was served with: it names the request's cluster.
+    pub snapshot: Arc<Snapshot>,
+    pub cluster: Option<ClusterId>,
     pub upstream: Option<SocketAddr>,
     pub status: u16,
     pub flags: ResponseFlags,
@@ -71,6 +74,11 @@ impl Outcome {
     ) -> http::Response<crate::body::Body> {
         self.flags.insert(flag);
         super::local::reply(status, message, self.grpc)
+    }
+
+    /// The cluster the request went to, if it got that far.
+    pub fn cluster(&self) -> Option<&ClusterRuntime> {
+        Some(self.snapshot.cluster_at(self.cluster?))
     }
 
     /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
@@ -100,6 +108,7 @@ impl Outcome {
     pub fn new(
         request: &http::request::Parts,
         downstream: &Downstream,
+        snapshot: Arc<Snapshot>,
         started: Instant,
         logged: bool,
     ) -> Self {
@@ -135,6 +144,7 @@ impl Outcome {
             peer: downstream.peer,
             local: downstream.local,
             route: None,
+            snapshot,
             cluster: None,
             upstream: None,
             status: 0,

@@ -12,7 +12,7 @@ use super::{Outcome, local};
 use crate::body::{Body, ClientBody};
 use crate::downstream::http1::OnUpgrade;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterRuntime, ClusterStats};
+use crate::upstream::{ClusterRuntime, Stat};
 
 pub(super) async fn forward_upgrade(
     cluster: &Arc<ClusterRuntime>,
@@ -35,7 +35,7 @@ pub(super) async fn forward_upgrade(
     let stream = match cluster.connect(index).await {
         Ok(stream) => stream,
         Err(_) => {
-            ClusterStats::bump(&cluster.stats.connect_failures);
+            cluster.stats.bump(Stat::ConnectFailures);
             return outcome.fail(
                 ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
                 StatusCode::SERVICE_UNAVAILABLE,

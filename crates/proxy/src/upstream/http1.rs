@@ -27,7 +27,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::pool::{EndpointPool, Outgoing};
+use super::pool::{Outgoing, WorkerConnections};
 use crate::body::{Body, BoxError};
 use crate::h1::{
     Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, ends_in_chunked,
@@ -78,12 +78,12 @@ impl Connection {
     }
 
     /// Sends `request` and reads the response head. The response body hands the connection
-    /// back to `pool` when it has been read to its end and the connection can carry another
+    /// back to `pool` (its worker's share of the endpoint's pool) when it has been read to its end and the connection can carry another
     /// request.
     pub(super) async fn send(
         mut self,
         request: Outgoing<'_>,
-        pool: Arc<EndpointPool>,
+        pool: Arc<WorkerConnections>,
     ) -> Result<Response<ResponseBody>, Failed> {
         let Outgoing {
             parts,
@@ -528,7 +528,7 @@ pub struct ResponseBody {
     /// The rest of the request body, when the endpoint answered before it was all sent.
     upload: Upload,
     reusable: bool,
-    pool: Arc<EndpointPool>,
+    pool: Arc<WorkerConnections>,
     ended: bool,
     /// A failure held back for one poll, so that what arrived before it goes out first.
     broken: Option<io::Error>,
@@ -679,6 +679,7 @@ impl Drop for ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::EndpointPool;
     use http::Request;
     use http_body_util::BodyExt;
     use tokio::io::AsyncReadExt;
@@ -898,7 +899,7 @@ mod tests {
         for (body, expected) in [("first", &b"hello"[..]), ("", b"abc")] {
             let head = parts(Method::POST, "/upload", &[("host", "svc")]);
             let request = outgoing(&head, crate::body::full(body));
-            let response = connection.send(request, pool.clone()).await.unwrap();
+            let response = connection.send(request, pool.mine().clone()).await.unwrap();
             assert_eq!(response.status(), 200);
             let got = response.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(&got[..], expected);
@@ -933,7 +934,7 @@ mod tests {
             .unwrap();
         let head = parts(Method::POST, "/", &[("host", "svc")]);
         let response = connection
-            .send(outgoing(&head, body), pool.clone())
+            .send(outgoing(&head, body), pool.mine().clone())
             .await
             .unwrap();
         assert_eq!(response.status(), 413);

@@ -16,6 +16,7 @@ pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, Outgoing, SendError, Upstr
 
 use crate::balance::{self, Balancer, EndpointState};
 use crate::telemetry::{EdgeMetrics, Metrics};
+use crate::worker::PerWorker;
 
 /// One cluster, ready to take requests.
 #[derive(Debug)]
@@ -29,33 +30,59 @@ pub struct ClusterRuntime {
     pub metrics: Arc<EdgeMetrics>,
 }
 
-/// Counters shown by `/clusters`.
-#[derive(Debug, Default)]
-pub struct ClusterStats {
-    pub requests: AtomicU64,
-    pub connect_failures: AtomicU64,
-    pub resets: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub retries: AtomicU64,
-    pub no_endpoint: AtomicU64,
+/// What `/clusters` counts for a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Requests,
+    ConnectFailures,
+    Resets,
+    Timeouts,
+    Retries,
+    NoEndpoint,
 }
 
+impl Stat {
+    pub const ALL: [Stat; 6] = [
+        Stat::Requests,
+        Stat::ConnectFailures,
+        Stat::Resets,
+        Stat::Timeouts,
+        Stat::Retries,
+        Stat::NoEndpoint,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stat::Requests => "requests",
+            Stat::ConnectFailures => "connect_failures",
+            Stat::Resets => "resets",
+            Stat::Timeouts => "timeouts",
+            Stat::Retries => "retries",
+            Stat::NoEndpoint => "no_endpoint",
+        }
+    }
+}
+
+/// A cluster's counters, kept per worker and summed when read.
+#[derive(Debug, Default)]
+pub struct ClusterStats(PerWorker<[AtomicU64; Stat::ALL.len()]>);
+
 impl ClusterStats {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn bump(&self, stat: Stat) {
+        self.0.mine()[stat as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count of `stat` over all workers.
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.0
+            .iter()
+            .map(|counters| counters[stat as usize].load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Every counter with its name, for the admin views.
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        [
-            ("requests", read(&self.requests)),
-            ("connect_failures", read(&self.connect_failures)),
-            ("resets", read(&self.resets)),
-            ("timeouts", read(&self.timeouts)),
-            ("retries", read(&self.retries)),
-            ("no_endpoint", read(&self.no_endpoint)),
-        ]
+    pub fn counters(&self) -> [(&'static str, u64); Stat::ALL.len()] {
+        Stat::ALL.map(|stat| (stat.name(), self.get(stat)))
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use super::http1;
 use crate::body::{Body, BoxError};
+use crate::worker::PerWorker;
 
 /// Idle HTTP/1.1 connections kept per endpoint, at most.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -118,13 +119,31 @@ pub struct EndpointPool {
     address: SocketAddr,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    workers: Box<[WorkerConnections]>,
+    workers: PerWorker<Arc<WorkerConnections>>,
 }
 
+/// One worker's connections to an endpoint. A response body holds its worker's (to hand its
+/// connection back), so the reference it counts is one only that worker writes; and each is an
+/// allocation of whole cache lines, which no other worker's shares.
 #[derive(Default)]
-struct WorkerConnections {
+#[repr(align(128))]
+pub(super) struct WorkerConnections {
     idle: Mutex<Vec<Idle>>,
     shared: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+}
+
+impl WorkerConnections {
+    /// Puts a connection whose exchange has ended back among the idle ones.
+    pub(super) fn recycle(&self, connection: http1::Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_PER_ENDPOINT
+        {
+            idle.push(Idle {
+                connection,
+                since: crate::clock::now(),
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for EndpointPool {
@@ -145,9 +164,7 @@ impl EndpointPool {
             address,
             connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
-            workers: (0..crate::worker::count())
-                .map(|_| WorkerConnections::default())
-                .collect(),
+            workers: PerWorker::default(),
         })
     }
 
@@ -164,13 +181,13 @@ impl EndpointPool {
     }
 
     /// This worker's connections.
-    fn mine(&self) -> &WorkerConnections {
-        &self.workers[crate::worker::current() % self.workers.len()]
+    pub(super) fn mine(&self) -> &Arc<WorkerConnections> {
+        self.workers.mine()
     }
 
     /// Sends a request and waits for the response headers.
     pub async fn send(
-        self: &Arc<Self>,
+        &self,
         request: Outgoing<'_>,
         version: Version,
     ) -> Result<Response<UpstreamBody>, SendError> {
@@ -184,10 +201,7 @@ impl EndpointPool {
         }
     }
 
-    async fn send_http1(
-        self: &Arc<Self>,
-        request: Outgoing<'_>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    async fn send_http1(&self, request: Outgoing<'_>) -> Result<Response<UpstreamBody>, SendError> {
         let Outgoing {
             parts,
             host,
@@ -209,7 +223,7 @@ impl EndpointPool {
                 authority,
                 body,
             };
-            match connection.send(request, Arc::clone(self)).await {
+            match connection.send(request, Arc::clone(self.mine())).await {
                 Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
                 Err(http1::Failed {
                     unsent: Some(unsent),
@@ -230,23 +244,13 @@ impl EndpointPool {
     pub(super) fn take_idle(&self) -> Option<http1::Connection> {
         let mut idle = self.mine().idle.lock().ok()?;
         while let Some(mut candidate) = idle.pop() {
-            if candidate.since.elapsed() < self.idle_timeout && !candidate.connection.is_closed() {
+            if crate::clock::now().saturating_duration_since(candidate.since) < self.idle_timeout
+                && !candidate.connection.is_closed()
+            {
                 return Some(candidate.connection);
             }
         }
         None
-    }
-
-    /// Puts a connection whose exchange has ended back in this worker's pool.
-    pub(super) fn recycle(&self, connection: http1::Connection) {
-        if let Ok(mut idle) = self.mine().idle.lock()
-            && idle.len() < MAX_IDLE_PER_ENDPOINT
-        {
-            idle.push(Idle {
-                connection,
-                since: Instant::now(),
-            });
-        }
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {

@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::labels::{EdgeLabels, RequestProtocol};
 use crate::fast_map::FastMap;
 use crate::telemetry::ResponseFlags;
+use crate::worker::PerWorker;
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 pub const DURATION_BUCKETS_MS: [f64; 19] = [
@@ -58,12 +59,11 @@ pub(super) struct HttpKey {
 /// One request series: a shard per worker.
 #[derive(Debug)]
 pub(super) struct HttpSeries {
-    shards: Box<[HttpShard]>,
+    shards: PerWorker<HttpShard>,
 }
 
-/// One worker's share of a request series, on cache lines of its own.
+/// One worker's share of a request series.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct HttpShard {
     requests: AtomicU64,
     duration: Buckets<{ DURATION_BUCKETS_MS.len() + 1 }>,
@@ -148,14 +148,12 @@ impl HistogramTotal {
 impl HttpSeries {
     fn new() -> Self {
         Self {
-            shards: (0..crate::worker::count().max(1))
-                .map(|_| HttpShard::default())
-                .collect(),
+            shards: PerWorker::default(),
         }
     }
 
     fn record(&self, outcome: &RequestOutcome) {
-        let shard = &self.shards[crate::worker::current() % self.shards.len()];
+        let shard = self.shards.mine();
         shard.requests.fetch_add(1, Ordering::Relaxed);
         // Exact for whole microseconds: 500 µs is 0.5, not 0.49999…
         let millis = outcome.duration.as_nanos() as f64 / 1e6;
@@ -175,7 +173,7 @@ impl HttpSeries {
             request_bytes: HistogramTotal::new(&BYTE_BUCKETS),
             response_bytes: HistogramTotal::new(&BYTE_BUCKETS),
         };
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             totals.requests.0 += shard.requests.load(Ordering::Relaxed);
             shard.duration.add_to(&mut totals.duration);
             shard.request_bytes.add_to(&mut totals.request_bytes);
