@@ -25,6 +25,13 @@ cargo test --workspace --locked
 step "analyze Istio's samples (must report no error)"
 cargo run -q --locked -p trellis-cli -- analyze --output-threshold Error "$reference/samples"
 
+step "analyze the profile-guided build's training configuration (must report no error)"
+training=$(mktemp -d)
+sed -e 's/@PORT@/8080/; s/@UPSTREAM_IP@/127.0.0.1/; s/@UPSTREAM_PORT@/9080/g' \
+  scripts/pgo/training.yaml.tmpl >"$training/training.yaml"
+cargo run -q --locked -p trellis-cli -- analyze --output-threshold Error "$training"
+rm -rf "$training"
+
 step "fuzz"
 scripts/fuzz.sh "${TRELLIS_FUZZ_SECONDS:-90}"
 

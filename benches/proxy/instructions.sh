@@ -5,12 +5,13 @@
 # throughput, latency and memory. User-space instructions only: the kernel's share (the
 # loopback sends and receives, about half of the time) is not counted.
 #
-#   benches/proxy/instructions.sh [--requests N] [--legs trellis,nginx,haproxy] [--h2]
+#   benches/proxy/instructions.sh [--requests N] [--legs trellis,trellis+pgo,nginx,haproxy] [--h2]
 #
 # Each proxy runs with one worker (HAProxy: one thread); h2load sends N HTTP/1.1 requests over
 # 4 keep-alive connections to a trellis-upstream (with --h2: h2c with prior knowledge, 10
 # streams at a time on each connection; the proxies still speak HTTP/1.1 to the upstream). A
-# run with no requests measures start-up and shutdown, which is subtracted.
+# run with no requests measures start-up and shutdown, which is subtracted. trellis+pgo is the
+# profile-guided release build (scripts/build-proxy-pgo.sh), made first if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --requests) requests=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
     --h2) load=(-c 4 -m 10); nginx_listen=" http2"; haproxy_bind=" proto h2"; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +46,10 @@ haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)
 
 cargo build --release -q -p trellis-proxy -p trellis-testkit
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+# trellis+pgo: the profile-guided build (scripts/build-proxy-pgo.sh), made if it is not there.
+if [[ ",$legs," == *",trellis+pgo,"* ]] && [ ! -x "$target/pgo/release/trellis-proxy" ]; then
+  scripts/build-proxy-pgo.sh
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-instructions.XXXXXX")
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -69,13 +74,13 @@ send() {
 # total Ir of a callgrind output file
 ir() { awk '/^summary:/ {print $2}' "$1"; }
 
-run_trellis() { # n_requests -> Ir
-  local port admin out
+run_trellis() { # n_requests [binary] -> Ir
+  local port admin out bin=${2:-$target/release/trellis-proxy}
   port=$(free_port); admin=$(free_port); out="$work/trellis.$1.cg"
   sed -e "s/@PORT@/$port/; s/@UPSTREAM_IP@/127.0.0.1/; s/@UPSTREAM_PORT@/$upstream_port/g" \
     benches/proxy/trellis.yaml.tmpl >"$work/trellis.yaml"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$target/release/trellis-proxy" --standalone "$work/trellis.yaml" --concurrency 1 \
+    "$bin" --standalone "$work/trellis.yaml" --concurrency 1 \
     --listen-address 127.0.0.1 --admin-address "127.0.0.1:$admin" --access-log off \
     >"$work/trellis.log" 2>&1 &
   local pid=$!
@@ -135,6 +140,8 @@ CONF
 }
 
 printf '%-8s %14s %14s %12s\n' proxy "Ir (idle)" "Ir (loaded)" "Ir/request"
+run_trellis+pgo() { run_trellis "$1" "$target/pgo/release/trellis-proxy"; }
+
 for leg in ${legs//,/ }; do
   idle=$("run_$leg" 0)
   loaded=$("run_$leg" "$requests")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proxy benchmark: trellis-proxy against nginx and HAProxy, and against no proxy at all.
 #
-#   benches/proxy/run.sh [--duration 5] [--rounds 3] [--workers 2] [--out target/bench/proxy.md]
-#                        [--legs direct,trellis,trellis+log,nginx,haproxy] ...   (--help lists all)
+#   benches/proxy/run.sh [--duration 3] [--rounds 6] [--workers 2] [--out target/bench/proxy.md]
+#                        [--legs direct,trellis,trellis+pgo,trellis+log,nginx,haproxy] ...
+#                        (--help lists all)
 #
 # Installs what it lacks (Debian: wrk, nghttp2-client for h2load, nginx, haproxy, curl), builds
 # trellis-upstream and trellis-proxy in release mode, starts the upstream on loopback, then for
@@ -15,11 +16,13 @@
 # starting one leg further on: whatever else the machine is doing then falls on every leg
 # alike, no leg always follows the same one, and the table shows each number's median over
 # the rounds (the peak memory's maximum). Use a multiple of the number of legs for --rounds.
-# "trellis+log" is trellis-proxy again with Istio's access logging turned on.
+# "trellis" is trellis-proxy as `cargo build --release` makes it; "trellis+pgo" is the release
+# build the proxy ships as, optimised with a recorded profile (scripts/build-proxy-pgo.sh, about
+# ten minutes the first time); "trellis+log" is the first again with Istio's access logging on.
 #
 # Prints one table with ratios to the direct, nginx and haproxy legs and writes it as markdown
-# to --out (and the raw numbers beside it as .tsv). Writes nothing outside a temp dir and the
-# output's directory; stops every process it started, however it exits.
+# to --out (and the raw numbers beside it as .tsv). Besides its builds, writes nothing outside a
+# temp dir and the output's directory; stops every process it started, however it exits.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true # "&" in a replacement stays "&"
 
@@ -28,8 +31,8 @@ cd "$here/../.."
 # shellcheck source=measure.sh
 source "$here/measure.sh"
 
-duration=5
-rounds=3
+duration=3
+rounds=6
 warmup=2
 workers=2
 client_threads=2
@@ -38,7 +41,7 @@ h2_connections="16"
 h2_streams=10
 body_size=64
 upstream_threads=1
-legs="direct,trellis,trellis+log,nginx,haproxy"
+legs="direct,trellis,trellis+pgo,trellis+log,nginx,haproxy"
 out=target/bench/proxy.md
 build=1
 keep=0
@@ -93,7 +96,7 @@ done
 [ "$rounds" -ge 1 ] || die "--rounds must be at least 1"
 IFS=, read -r -a leg_list <<<"$legs"
 for leg in "${leg_list[@]}"; do
-  case $leg in direct | trellis | trellis+log | nginx | haproxy) ;; *) die "unknown leg: $leg" ;; esac
+  case $leg in direct | trellis | trellis+pgo | trellis+log | nginx | haproxy) ;; *) die "unknown leg: $leg" ;; esac
 done
 wants() { [[ ",$legs," == *",$1,"* ]]; }
 wants_trellis() { wants trellis || wants trellis+log; }
@@ -138,6 +141,7 @@ build_binaries() {
   local target=${CARGO_TARGET_DIR:-target}
   upstream_bin=$target/release/trellis-upstream
   proxy_bin=$target/release/trellis-proxy
+  pgo_bin=$target/pgo/release/trellis-proxy
   if [ "$build" = 1 ]; then
     echo "== building trellis-upstream (release)"
     cargo build --release -q -p trellis-testkit --bin trellis-upstream
@@ -146,6 +150,13 @@ build_binaries() {
       cargo build --release -q -p trellis-proxy --bin trellis-proxy ||
         die "trellis-proxy did not build; run with --legs direct,nginx,haproxy to leave it out"
     fi
+    if wants trellis+pgo; then
+      echo "== building trellis-proxy with its profile (scripts/build-proxy-pgo.sh)"
+      scripts/build-proxy-pgo.sh || die "the profile-guided build failed; leave out the trellis+pgo leg"
+    fi
+  fi
+  if wants trellis+pgo; then
+    [ -x "$pgo_bin" ] || die "$pgo_bin not found (drop --no-build)"
   fi
   [ -x "$upstream_bin" ] || die "$upstream_bin not found (drop --no-build)"
   if wants_trellis; then
@@ -265,7 +276,7 @@ start_haproxy() {
   wait_http haproxy "$leg_pid" "$dir/haproxy.log" "$h2_url" --http2-prior-knowledge
 }
 
-# $1: "trellis" or "trellis+log".
+# $1: "trellis", "trellis+pgo" or "trellis+log".
 start_trellis() {
   local dir=$work/${1/+/-} port admin
   mkdir -p "$dir/config"
@@ -277,7 +288,9 @@ start_trellis() {
     cp "$here/trellis-access-log.yaml" "$dir/config/"
     read -r -a extra <<<"${TRELLIS_ACCESS_LOG_ARGS:-}"
   fi
-  "$proxy_bin" --standalone "$dir/config" --concurrency "$workers" \
+  local bin=$proxy_bin
+  [ "$1" = trellis+pgo ] && bin=$pgo_bin
+  "$bin" --standalone "$dir/config" --concurrency "$workers" \
     --admin-address "127.0.0.1:$admin" --listen-address 127.0.0.1 "${extra[@]}" \
     >"$dir/stdout.log" 2>"$dir/stderr.log" &
   leg_pid=$!
@@ -360,7 +373,7 @@ start_leg() {
   case $leg in
     nginx) start_nginx ;;
     haproxy) start_haproxy ;;
-    trellis | trellis+log) start_trellis "$leg" ;;
+    trellis | trellis+pgo | trellis+log) start_trellis "$leg" ;;
   esac
   local rss_idle="-"
   if [ -n "$leg_pid" ]; then
@@ -477,7 +490,7 @@ write_report() {
   echo
   echo "- Load: $("$wrk_bin" -v 2>&1 | head -n1 | cut -d' ' -f1-2) (HTTP/1.1 keep-alive, -t $client_threads, ${duration} s a run after a ${warmup} s warm-up per leg) and $("$h2load_bin" --version | head -n1) (h2c prior knowledge, -t $client_threads -m $h2_streams, ${duration} s)."
   echo "- Upstream: trellis-upstream, $upstream_threads thread(s), ${body_size}-byte answers, on loopback."
-  echo "- Proxies: $workers workers each (nginx worker_processes, HAProxy nbthread, trellis --concurrency), HTTP/1.1 keep-alive to the upstream, access logs off except trellis+log, no buffering or caching.$versions"
+  echo "- Proxies: $workers workers each (nginx worker_processes, HAProxy nbthread, trellis --concurrency), HTTP/1.1 keep-alive to the upstream, access logs off except trellis+log, no buffering or caching; trellis+pgo is the profile-guided build (scripts/build-proxy-pgo.sh).$versions"
   echo
   echo "$table"
   echo
@@ -500,7 +513,7 @@ echo "== upstream"
 start_upstream
 echo "  trellis-upstream on $upstream (temp dir $work)"
 order=()
-for leg in direct trellis trellis+log nginx haproxy; do
+for leg in direct trellis trellis+pgo trellis+log nginx haproxy; do
   if wants "$leg"; then
     start_leg "$leg"
     order+=("$leg")
