@@ -6,12 +6,15 @@
 # loopback sends and receives, about half of the time) is not counted.
 #
 #   benches/proxy/instructions.sh [--requests N] [--legs trellis,trellis+pgo,nginx,haproxy] [--h2]
+#                                 [--cache]
 #
 # Each proxy runs with one worker (HAProxy: one thread); h2load sends N HTTP/1.1 requests over
 # 4 keep-alive connections to a trellis-upstream (with --h2: h2c with prior knowledge, 10
 # streams at a time on each connection; the proxies still speak HTTP/1.1 to the upstream). A
 # run with no requests measures start-up and shutdown, which is subtracted. trellis+pgo is the
 # profile-guided release build (scripts/build-proxy-pgo.sh), made first if it is missing.
+# --cache simulates 32 KiB L1 caches as well and adds the instruction-cache misses per request
+# (how much code a request runs through, not only how many instructions).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,12 +23,14 @@ legs=trellis,nginx,haproxy
 load=(--h1 -c 4)
 nginx_listen=""
 haproxy_bind=""
+cache=()
 while [ $# -gt 0 ]; do
   case $1 in
     --requests) requests=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
     --h2) load=(-c 4 -m 10); nginx_listen=" http2"; haproxy_bind=" proto h2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --cache) cache=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64); shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -71,15 +76,15 @@ send() {
   fi
 }
 
-# total Ir of a callgrind output file
-ir() { awk '/^summary:/ {print $2}' "$1"; }
+# total Ir and I1 misses (0 without --cache) of a callgrind output file
+ir() { awk '/^summary:/ {print $2, ($5 == "" ? 0 : $5)}' "$1"; }
 
 run_trellis() { # n_requests [binary] -> Ir
   local port admin out bin=${2:-$target/release/trellis-proxy}
   port=$(free_port); admin=$(free_port); out="$work/trellis.$1.cg"
   sed -e "s/@PORT@/$port/; s/@UPSTREAM_IP@/127.0.0.1/; s/@UPSTREAM_PORT@/$upstream_port/g" \
     benches/proxy/trellis.yaml.tmpl >"$work/trellis.yaml"
-  valgrind --tool=callgrind --callgrind-out-file="$out" \
+  valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" \
     "$bin" --standalone "$work/trellis.yaml" --concurrency 1 \
     --listen-address 127.0.0.1 --admin-address "127.0.0.1:$admin" --access-log off \
     >"$work/trellis.log" 2>&1 &
@@ -102,7 +107,7 @@ http { access_log off; keepalive_requests 100000000;
   server { listen 127.0.0.1:$port$nginx_listen; location / { proxy_pass http://up; proxy_http_version 1.1;
     proxy_set_header Connection ""; proxy_buffering off; } } }
 CONF
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$nginx_bin" -c "$work/nginx.conf" -p "$work" \
+  valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" "$nginx_bin" -c "$work/nginx.conf" -p "$work" \
     >"$work/nginx.log" 2>&1 &
   local pid=$!
   wait_port "$port"
@@ -130,7 +135,7 @@ frontend bench
 backend up
     server upstream 127.0.0.1:$upstream_port
 CONF
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$haproxy_bin" -db -f "$work/haproxy.cfg" \
+  valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" "$haproxy_bin" -db -f "$work/haproxy.cfg" \
     >"$work/haproxy.log" 2>&1 &
   local pid=$!
   wait_port "$port"
@@ -139,11 +144,13 @@ CONF
   ir "$out"
 }
 
-printf '%-8s %14s %14s %12s\n' proxy "Ir (idle)" "Ir (loaded)" "Ir/request"
 run_trellis+pgo() { run_trellis "$1" "$target/pgo/release/trellis-proxy"; }
 
+printf '%-12s %14s %14s %12s %16s\n' proxy "Ir (idle)" "Ir (loaded)" "Ir/request" "I1 misses/request"
 for leg in ${legs//,/ }; do
-  idle=$("run_$leg" 0)
-  loaded=$("run_$leg" "$requests")
-  printf '%-8s %14s %14s %12s\n' "$leg" "$idle" "$loaded" $(((loaded - idle) / requests))
+  read -r idle idle_misses <<<"$("run_$leg" 0)"
+  read -r loaded loaded_misses <<<"$("run_$leg" "$requests")"
+  misses=-
+  [ ${#cache[@]} -gt 0 ] && misses=$(((loaded_misses - idle_misses) / requests))
+  printf '%-12s %14s %14s %12s %16s\n' "$leg" "$idle" "$loaded" $(((loaded - idle) / requests)) "$misses"
 done
