@@ -28,16 +28,7 @@ command -v "llvm-profdata-$llvm_major" >/dev/null || need+=("llvm-$llvm_major")
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    sudo -n true 2>/dev/null || die "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root"
-    sudo=(sudo -n)
-  fi
-  echo "== installing ${need[*]}"
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+scripts/apt-install.sh "${need[@]}" || die "could not install ${need[*]}"
 profdata=$(command -v "llvm-profdata-$llvm_major") || die "llvm-profdata-$llvm_major is still missing"
 
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

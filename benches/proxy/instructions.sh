@@ -41,10 +41,7 @@ need valgrind || missing+=(valgrind)
 need h2load || missing+=(nghttp2-client)
 need nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 need haproxy || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-  else echo "install: ${missing[*]}" >&2; exit 1; fi
-fi
+scripts/apt-install.sh "${missing[@]}"
 
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 haproxy_bin=$(command -v haproxy || echo /usr/sbin/haproxy)

@@ -120,16 +120,7 @@ install_tools() {
   for pair in "${needed[@]}"; do
     find_tool "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
-  if [ ${#missing[@]} -gt 0 ]; then
-    local -a sudo=()
-    if [ "$(id -u)" != 0 ]; then
-      sudo -n true 2>/dev/null || die "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
-      sudo=(sudo -n)
-    fi
-    echo "== installing ${missing[*]}"
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-  fi
+  scripts/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
   for pair in "${needed[@]}"; do
     find_tool "${pair%%:*}" >/dev/null || die "${pair%%:*} is still missing after installing ${pair#*:}"
   done
