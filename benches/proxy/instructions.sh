@@ -6,13 +6,14 @@
 # loopback sends and receives, about half of the time) is not counted.
 #
 #   benches/proxy/instructions.sh [--requests N] [--legs trellis,trellis+pgo,nginx,haproxy] [--h2]
-#                                 [--cache]
+#                                 [--cache] [--connections 4]
 #
 # Each proxy runs with one worker (HAProxy: one thread); h2load sends N HTTP/1.1 requests over
-# 4 keep-alive connections to a trellis-upstream (with --h2: h2c with prior knowledge, 10
-# streams at a time on each connection; the proxies still speak HTTP/1.1 to the upstream). A
-# run with no requests measures start-up and shutdown, which is subtracted. trellis+pgo is the
-# profile-guided release build (scripts/build-proxy-pgo.sh), made first if it is missing.
+# 4 keep-alive connections (--connections) to a trellis-upstream (with --h2: h2c with prior
+# knowledge, 10 streams at a time on each connection; the proxies still speak HTTP/1.1 to the
+# upstream). A run with no requests measures start-up and shutdown, which is subtracted.
+# trellis+pgo is the profile-guided release build (scripts/build-proxy-pgo.sh), made first if
+# it is missing.
 # --cache simulates 32 KiB L1 caches as well and adds the instruction-cache misses per request
 # (how much code a request runs through, not only how many instructions).
 set -euo pipefail
@@ -20,7 +21,8 @@ cd "$(dirname "$0")/../.."
 
 requests=20000
 legs=trellis,nginx,haproxy
-load=(--h1 -c 4)
+connections=4
+h2=0
 nginx_listen=""
 haproxy_bind=""
 cache=()
@@ -28,12 +30,15 @@ while [ $# -gt 0 ]; do
   case $1 in
     --requests) requests=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
-    --h2) load=(-c 4 -m 10); nginx_listen=" http2"; haproxy_bind=" proto h2"; shift ;;
+    --h2) h2=1; nginx_listen=" http2"; haproxy_bind=" proto h2"; shift ;;
+    --connections) connections=$2; shift 2 ;;
     --cache) cache=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64); shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+load=(--h1 -c "$connections")
+[ "$h2" = 1 ] && load=(-c "$connections" -m 10)
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
