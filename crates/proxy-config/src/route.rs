@@ -36,6 +36,45 @@ pub struct Route {
     /// Header changes on the request to the upstream and the response to the client.
     #[serde(default, skip_serializing_if = "HeaderOperations::is_empty")]
     pub headers: HeaderOperations,
+    /// Faults injected into the requests the route selects, before its action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// Faults injected into requests (Istio's `fault`): a delay, an abort, or both, each falling on
+/// its own share of requests, independently; a delayed request may then be aborted too.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Fault {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+/// Holds a request for `fixed` before it goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultDelay {
+    pub fixed: Duration,
+    /// The share of requests delayed, from 0 to 100.
+    pub percent: f64,
+}
+
+/// Answers a request for the upstream, which never sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultAbort {
+    pub status: AbortStatus,
+    /// The share of requests aborted, from 0 to 100.
+    pub percent: f64,
+}
+
+/// What an aborted request is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortStatus {
+    /// This HTTP status (a gRPC request gets the gRPC status gRPC maps it to).
+    Http(u16),
+    /// This gRPC status, in a trailers-only response.
+    Grpc(u32),
 }
 
 /// Conditions that must all hold.

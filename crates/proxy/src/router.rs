@@ -238,6 +238,7 @@ mod tests {
                 body: None,
             }),
             headers: HeaderOperations::default(),
+            fault: None,
         }
     }
 

@@ -238,6 +238,7 @@ async fn redirects_build_the_location() {
         matches: vec![path(StringMatch::Prefix(prefix.into()))],
         action: Action::Redirect(redirect),
         headers: HeaderOperations::default(),
+        fault: None,
     };
     let routes = vec![
         redirect(

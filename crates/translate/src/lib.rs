@@ -40,6 +40,7 @@ mod context;
 mod delegate;
 mod destination_rules;
 mod destinations;
+mod faults;
 mod gateway;
 mod hosts;
 mod load_balancer;

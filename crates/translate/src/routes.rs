@@ -8,9 +8,10 @@
 //! `timeout` (`0s`: none) and `retries` ([`crate::retries`]). A rule's `headers` apply to all
 //! three actions, in the model's order (set, add, remove); setting the `host` or `:authority`
 //! request header is an authority rewrite, as Istio does (for a lone destination its own
-//! `host` header too, unless the rule rewrites the authority already).
+//! `host` header too, unless the rule rewrites the authority already). A rule's `fault`
+//! ([`crate::faults`]) comes before any of the three.
 //!
-//! Not expressible yet, each reported with its field: `fault`, `mirror`, `mirrors`,
+//! Not expressible yet, each reported with its field: `mirror`, `mirrors`,
 //! `mirrorPercent`/`mirrorPercentage`, `corsPolicy`.
 
 use trellis_api::networking::{Headers, HttpRoute};
@@ -22,6 +23,7 @@ use trellis_proxy_config::{
 use crate::actions;
 use crate::context::Output;
 use crate::destinations::{self, Written};
+use crate::faults;
 use crate::matches::{self, At};
 use crate::retries;
 use crate::rules::Rule;
@@ -70,6 +72,7 @@ fn translate(
         matches,
         action,
         headers,
+        fault: faults::fault(rule, &mut out.warnings),
     })
 }
 
@@ -173,7 +176,6 @@ fn header_operations(headers: Option<&Headers>) -> (HeaderOperations, Option<Str
 
 fn warn_unsupported(rule: &Rule<'_>, out: &mut Output) {
     let HttpRoute {
-        fault,
         mirror,
         mirror_percent,
         mirror_percent_legacy,
@@ -183,7 +185,6 @@ fn warn_unsupported(rule: &Rule<'_>, out: &mut Output) {
         ..
     } = &rule.route;
     for (field, present) in [
-        ("fault", fault.is_some()),
         ("mirror", mirror.is_some()),
         ("mirrors", !mirrors.is_empty()),
         (

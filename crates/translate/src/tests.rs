@@ -84,6 +84,7 @@ fn bookinfo_gateway() {
             retry: Some(RetryPolicy::mesh_default()),
         }),
         headers: Default::default(),
+        fault: None,
     };
     let table = RouteTable {
         name: "http.8080".into(),

@@ -161,6 +161,7 @@ fn https_redirect() -> Route {
             prefix: None,
         }),
         headers: Default::default(),
+        fault: None,
     }
 }
 

@@ -439,6 +439,17 @@ pub struct HttpFaultInjectionAbort {
     pub percentage: Option<Percent>,
 }
 
+impl HttpFaultInjectionAbort {
+    /// The code of the gRPC status `grpcStatus` names (`UNAVAILABLE`: 14), if it names one.
+    pub fn grpc_code(&self) -> Option<u32> {
+        let name = self.grpc_status.as_deref()?;
+        let code = http::GRPC_STATUSES
+            .iter()
+            .position(|known| *known == name)?;
+        u32::try_from(code).ok()
+    }
+}
+
 /// A copy of the traffic sent to another destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

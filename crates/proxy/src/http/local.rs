@@ -12,21 +12,26 @@ pub const UPSTREAM_FAILED: &str = "upstream connect error or disconnect/reset be
 /// A plain-text reply, or its gRPC equivalent when the request was gRPC.
 pub fn reply(status: StatusCode, message: &'static str, grpc: bool) -> Response<Body> {
     if grpc {
-        let mut response = Response::new(body::empty());
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from(grpc_code(status)));
-        headers.insert("grpc-message", HeaderValue::from_static(message));
-        return response;
+        return grpc_reply(grpc_code(status), message);
     }
     let mut response = Response::new(body::full(message));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// A gRPC reply with status `code`: HTTP 200, trailers only.
+pub fn grpc_reply(code: u32, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(code));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
     response
 }
 
@@ -65,6 +70,26 @@ pub fn grpc_code(status: StatusCode) -> u32 {
         404 => 12,
         429 | 502..=504 => 14,
         _ => 2,
+    }
+}
+
+/// The HTTP status for a gRPC status, for a client that does not speak gRPC (the mapping Envoy
+/// and grpc-gateway use).
+pub fn http_status(grpc_code: u32) -> StatusCode {
+    match grpc_code {
+        0 => StatusCode::OK,
+        3 | 9 | 11 => StatusCode::BAD_REQUEST,
+        4 => StatusCode::GATEWAY_TIMEOUT,
+        5 => StatusCode::NOT_FOUND,
+        6 | 10 => StatusCode::CONFLICT,
+        7 => StatusCode::FORBIDDEN,
+        8 => StatusCode::TOO_MANY_REQUESTS,
+        12 => StatusCode::NOT_IMPLEMENTED,
+        14 => StatusCode::SERVICE_UNAVAILABLE,
+        16 => StatusCode::UNAUTHORIZED,
+        // CANCELLED: the client closed the request, as nginx's 499 says.
+        1 => StatusCode::from_u16(499).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -1,11 +1,12 @@
 //! The HTTP connection manager: every request on an HTTP listener goes through [`handle`],
 //! which finds its route and carries out the route's action.
 //!
-//! Request lifecycle: load the snapshot in force → find the virtual host and route → direct
-//! response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
+//! Request lifecycle: load the snapshot in force → find the virtual host and route → inject
+//! the route's faults, if any → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
 //! send, retry within the policy and timeout) → change response headers → stream the response
 //! body back, recording telemetry when it ends.
 
+mod fault;
 mod forward;
 pub mod headers;
 pub mod local;
@@ -87,6 +88,12 @@ pub(crate) async fn handle_parts(
     // Only the access log names the route.
     if outcome.logged {
         outcome.route = Some(matched.route.clone());
+    }
+    if let Some(fault) = &matched.route.fault {
+        // Boxed, as the rare path it is: inline, its future would make every request's larger.
+        if let Some(aborted) = Box::pin(fault::inject(fault, &mut outcome)).await {
+            return Ok(finish(downstream, outcome, aborted));
+        }
     }
 
     let mut response = match &matched.route.action {

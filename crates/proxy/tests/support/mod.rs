@@ -208,6 +208,7 @@ pub fn forward(name: &str, matches: Vec<RouteMatch>, destinations: &[(&str, u32)
             retry: None,
         }),
         headers: HeaderOperations::default(),
+        fault: None,
     }
 }
 
@@ -221,6 +222,7 @@ pub fn direct(name: &str, matches: Vec<RouteMatch>, status: u16, body: &str) -> 
             body: Some(body.into()),
         }),
         headers: HeaderOperations::default(),
+        fault: None,
     }
 }
 

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use trellis_api::types::{Duration, Regex};
 use trellis_proxy_config::{
-    Action, DirectResponse, HeaderChanges, HeaderOperations, Redirect, RedirectPort, RetryOn,
-    RetryPolicy, Rewrite, WeightedCluster,
+    AbortStatus, Action, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
+    HeaderOperations, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite, WeightedCluster,
 };
 
 use crate::testing::{assert_warned, forward, http_rules, star_routes};
@@ -269,18 +269,77 @@ fn retries() {
 }
 
 #[test]
+fn faults() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {exact: /delay}}]
+  route: [{destination: {host: a}}]
+  fault: {delay: {fixedDelay: 2s, percentage: {value: 12.5}}}
+- match: [{uri: {exact: /both}}]
+  route: [{destination: {host: a}}]
+  fault:
+    delay: {fixedDelay: 100ms, percent: 50}
+    abort: {httpStatus: 503, percentage: {value: 100}}
+- match: [{uri: {exact: /grpc}}]
+  route: [{destination: {host: a}}]
+  fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 30}}}
+- match: [{uri: {exact: /no-share}}]
+  route: [{destination: {host: a}}]
+  fault: {abort: {httpStatus: 418}}
+- route: [{destination: {host: a}}]
+"#,
+        "",
+    );
+    let faults: Vec<Option<Fault>> = star_routes(&t).iter().map(|r| r.fault.clone()).collect();
+    let delay = |millis, percent| FaultDelay {
+        fixed: Duration::from_millis(millis),
+        percent,
+    };
+    let abort = |status, percent| FaultAbort { status, percent };
+    assert_eq!(
+        faults,
+        [
+            Some(Fault {
+                delay: Some(delay(2000, 12.5)),
+                abort: None,
+            }),
+            Some(Fault {
+                delay: Some(delay(100, 50.0)),
+                abort: Some(abort(AbortStatus::Http(503), 100.0)),
+            }),
+            Some(Fault {
+                delay: None,
+                abort: Some(abort(AbortStatus::Grpc(14), 30.0)),
+            }),
+            Some(Fault {
+                delay: None,
+                abort: Some(abort(AbortStatus::Http(418), 0.0)),
+            }),
+            None,
+        ]
+    );
+    assert_warned(
+        &t,
+        &[
+            "spec.http[3].fault.abort",
+            "has no percentage",
+            "no request",
+        ],
+    );
+}
+
+#[test]
 fn fields_the_model_cannot_express_are_reported() {
     let t = http_rules(
         r#"
 - route: [{destination: {host: a}}]
-  fault: {abort: {httpStatus: 500, percentage: {value: 10}}}
   mirror: {host: b}
   mirrorPercentage: {value: 5}
   corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
 "#,
         "",
     );
-    for field in ["fault", "mirror", "mirrorPercentage", "corsPolicy"] {
+    for field in ["mirror", "mirrorPercentage", "corsPolicy"] {
         assert_warned(
             &t,
             &[&format!(

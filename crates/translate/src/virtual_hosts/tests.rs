@@ -236,6 +236,7 @@ fn https_redirect_answers_every_request_with_a_redirect() {
                 matches: vec![],
                 action: redirect.clone(),
                 headers: Default::default(),
+                fault: None,
             }],
         })
         .collect();

@@ -60,8 +60,8 @@ const KNOWN_STATUS_CODES: [u16; 62] = [
     506, 507, 508, 510, 511,
 ];
 
-/// gRPC status names a fault may abort with.
-const GRPC_STATUSES: [&str; 17] = [
+/// gRPC status names a fault may abort with, each at its code.
+pub(super) const GRPC_STATUSES: [&str; 17] = [
     "OK",
     "CANCELLED",
     "UNKNOWN",
