@@ -25,6 +25,39 @@ pub struct Cluster {
     /// Istio's service and subset the cluster stands for, for telemetry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
+    /// Endpoints that fail in a row are taken out of balancing for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Passive health checking (Istio's `outlierDetection`, Envoy's semantics): an endpoint that
+/// fails `consecutive_5xx` times in a row (or `consecutive_gateway_errors` times with 502, 503
+/// or 504; a connection that fails or resets counts as 503, a try that times out as 504) is
+/// ejected from balancing for `base_ejection_time` times the number of times it has been
+/// ejected (capped at [`OutlierDetection::MAX_EJECTION_TIME`] or the base time, whichever is
+/// longer), then returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutlierDetection {
+    /// None: 5xx responses do not eject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    /// None: gateway errors do not eject by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// How long an endpoint must go without being ejected for its ejection count to drop by one.
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    /// At most this share of the endpoints (0-100) is ejected at once; one endpoint always may
+    /// be.
+    pub max_ejection_percent: u32,
+    /// With fewer than this share (0-100) of the endpoints healthy, balancing ignores ejections
+    /// (panic mode); 0 never panics.
+    pub min_health_percent: u32,
+}
+
+impl OutlierDetection {
+    /// The longest an ejection lasts, unless the base ejection time is longer (Envoy's default).
+    pub const MAX_EJECTION_TIME: std::time::Duration = std::time::Duration::from_secs(300);
 }
 
 /// The service behind a cluster, as metrics label it.

@@ -158,7 +158,14 @@ fn clusters_text(proxy: &Proxy) -> String {
                 "{name}::{address}::cx_idle::{}",
                 cluster.pool(index).idle_connections()
             );
-            let _ = writeln!(out, "{name}::{address}::health_flags::healthy");
+            let (ejected, ejections) = cluster.outlier_status(index);
+            let flags = if ejected {
+                "/failed_outlier_check"
+            } else {
+                "healthy"
+            };
+            let _ = writeln!(out, "{name}::{address}::health_flags::{flags}");
+            let _ = writeln!(out, "{name}::{address}::outlier_ejections::{ejections}");
         }
     }
     out
@@ -179,12 +186,14 @@ fn clusters_json(proxy: &Proxy) -> serde_json::Value {
                 .iter()
                 .enumerate()
                 .map(|(index, e)| {
+                    let (ejected, ejections) = cluster.outlier_status(index);
                     json!({
                         "address": e.address.to_string(),
                         "weight": e.weight,
                         "active_requests": e.in_flight.load(Ordering::Relaxed),
                         "idle_connections": cluster.pool(index).idle_connections(),
-                        "healthy": true,
+                        "healthy": !ejected,
+                        "outlier_ejections": ejections,
                     })
                 })
                 .collect();

@@ -72,7 +72,10 @@ pub async fn proxy_tcp<S>(
     };
     let endpoint = &cluster.endpoints[index];
     outcome.upstream = Some(endpoint.address);
-    let mut upstream = match cluster.connect(index).await {
+    let connected = cluster.connect(index).await;
+    // Outlier detection counts a failed connection as a 503, a made one as a success.
+    cluster.report(index, if connected.is_ok() { 200 } else { 503 });
+    let mut upstream = match connected {
         Ok(stream) => stream,
         Err(_) => {
             cluster.stats.bump(Stat::ConnectFailures);

@@ -3,7 +3,7 @@
 //!
 //! Endpoints are the registry's endpoints of the host that serve the port, filtered by the
 //! subset's labels. The DestinationRule in force ([`crate::destination_rules`]) sets the load
-//! balancer, `connectionPool.tcp.connectTimeout` (the connect timeout) and
+//! balancer, outlier detection ([`crate::outlier`]), `connectionPool.tcp.connectTimeout` (the connect timeout) and
 //! `connectionPool.http.idleTimeout` (the idle timeout of pooled connections; `0s`, which
 //! turns it off in Istio, leaves it unset). The upstream protocol is HTTP/2 for HTTP2, GRPC and
 //! GRPC-Web ports, the client's protocol with `useClientProtocol`, HTTP/2 with
@@ -23,6 +23,7 @@ use trellis_proxy_config::{Cluster, Endpoint, ServiceRef, UpstreamProtocol};
 use crate::context::{Output, Scope};
 use crate::destination_rules::{self, Policy, Sourced};
 use crate::load_balancer;
+use crate::outlier;
 use crate::registry::ServicePort;
 use crate::warnings::Warnings;
 
@@ -105,6 +106,7 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
             namespace: s.namespace.clone(),
             subset: key.subset.clone(),
         }),
+        outlier_detection: outlier::translate(policy.outlier_detection.as_ref(), warnings),
     })
 }
 

@@ -165,7 +165,7 @@ impl<T> Sourced<'_, T> {
 pub(crate) struct Policy<'a> {
     pub(crate) load_balancer: Option<Sourced<'a, LoadBalancerSettings>>,
     pub(crate) connection_pool: Option<Sourced<'a, ConnectionPoolSettings>>,
-    outlier_detection: Option<Sourced<'a, OutlierDetection>>,
+    pub(crate) outlier_detection: Option<Sourced<'a, OutlierDetection>>,
     tls: Option<Sourced<'a, ClientTlsSettings>>,
     /// Settings with no counterpart at all: where they were written.
     others: Vec<(&'a ObjectMeta, String)>,
@@ -269,9 +269,6 @@ impl<'a> Policy<'a> {
 
     /// Reports the settings in force that clusters cannot express yet.
     pub(crate) fn warn_unsupported(&self, warnings: &mut Warnings) {
-        if let Some(outlier) = &self.outlier_detection {
-            outlier.unsupported("", warnings);
-        }
         if let Some(tls) = &self.tls
             && tls.value.mode.is_some_and(|m| m != ClientTlsMode::Disable)
         {

@@ -45,6 +45,7 @@ mod gateway;
 mod hosts;
 mod load_balancer;
 mod matches;
+mod outlier;
 pub mod registry;
 mod resources;
 mod retries;

@@ -112,6 +112,7 @@ fn bookinfo_gateway() {
             namespace: "default".into(),
             subset: None,
         }),
+        outlier_detection: None,
     };
     assert_eq!(config.clusters, BTreeMap::from([(cluster_name, cluster)]));
     assert!(config.dangling_references().is_empty());

@@ -5,6 +5,7 @@
 //! pooled connections and load statistics carry over.
 
 mod http1;
+mod outlier;
 mod pool;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use trellis_proxy_config::{Cluster, UpstreamProtocol};
 
+pub use outlier::Outliers;
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, Outgoing, SendError, UpstreamBody, Version};
 
 use crate::balance::{self, Balancer, EndpointState};
@@ -25,6 +27,8 @@ pub struct ClusterRuntime {
     pub endpoints: Vec<EndpointState>,
     pools: Vec<Arc<EndpointPool>>,
     balancer: Box<dyn Balancer>,
+    /// Present when the cluster detects outliers.
+    outliers: Option<Outliers>,
     pub stats: ClusterStats,
     /// Where requests to this cluster are counted (Istio's metrics, labelled by its service).
     pub metrics: Arc<EdgeMetrics>,
@@ -39,16 +43,22 @@ pub enum Stat {
     Timeouts,
     Retries,
     NoEndpoint,
+    /// Endpoints ejected by outlier detection.
+    Ejections,
+    /// Ejected endpoints back in balancing.
+    Returns,
 }
 
 impl Stat {
-    pub const ALL: [Stat; 6] = [
+    pub const ALL: [Stat; 8] = [
         Stat::Requests,
         Stat::ConnectFailures,
         Stat::Resets,
         Stat::Timeouts,
         Stat::Retries,
         Stat::NoEndpoint,
+        Stat::Ejections,
+        Stat::Returns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +69,8 @@ impl Stat {
             Stat::Timeouts => "timeouts",
             Stat::Retries => "retries",
             Stat::NoEndpoint => "no_endpoint",
+            Stat::Ejections => "outlier_ejections",
+            Stat::Returns => "outlier_returns",
         }
     }
 }
@@ -98,6 +110,10 @@ impl ClusterRuntime {
                 .map(|e| EndpointPool::new(e.address, connect_timeout, idle_timeout))
                 .collect(),
             balancer: balance::build(&config.load_balancer, &config.endpoints),
+            outliers: config
+                .outlier_detection
+                .as_ref()
+                .map(|od| Outliers::new(od, config.endpoints.len())),
             stats: ClusterStats::default(),
             metrics: metrics.outbound(config.service.as_ref(), None),
             config: config.clone(),
@@ -119,9 +135,58 @@ impl ClusterRuntime {
         self.pools[index].connect_stream().await
     }
 
-    /// An endpoint for the next request, skipping those in `avoid` when others exist.
+    /// An endpoint for the next request, skipping those in `avoid` when others exist, and
+    /// those outlier detection ejected unless too few are left (panic) or the balancer offers
+    /// nothing else.
     pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
+        let outliers = match &self.outliers {
+            Some(outliers) if !outliers.none_ejected() && !outliers.panicking() => outliers,
+            _ => return self.balancer.pick(&self.endpoints, hash, avoid),
+        };
+        // The balancer picks as usual; an ejected pick is avoided and the balancer asked again.
+        const REPICKS: usize = 8;
+        let mut skip = [0usize; 2 * REPICKS];
+        let kept = avoid.len().min(REPICKS);
+        skip[..kept].copy_from_slice(&avoid[..kept]);
+        for len in kept..kept + REPICKS {
+            let index = self.balancer.pick(&self.endpoints, hash, &skip[..len])?;
+            if !self.is_ejected(outliers, index) {
+                return Some(index);
+            }
+            skip[len] = index;
+        }
+        // Every endpoint the balancer offered is ejected: balance as if none were.
         self.balancer.pick(&self.endpoints, hash, avoid)
+    }
+
+    fn is_ejected(&self, outliers: &Outliers, index: usize) -> bool {
+        let Some(endpoint) = self.endpoints.get(index) else {
+            return false;
+        };
+        outliers.is_ejected(index, endpoint.address, &self.config.name, &self.stats)
+    }
+
+    /// Whether endpoint `index` is out of balancing now (for `/clusters`), and how many times
+    /// in a row it has been ejected.
+    pub fn outlier_status(&self, index: usize) -> (bool, u32) {
+        match &self.outliers {
+            Some(outliers) => (self.is_ejected(outliers, index), outliers.ejections(index)),
+            None => (false, 0),
+        }
+    }
+
+    /// Records the outcome of a try on endpoint `index` for outlier detection: the response's
+    /// status, or 503 for a connection that failed or reset, 504 for a try out of time.
+    pub fn report(&self, index: usize, status: u16) {
+        if let (Some(outliers), Some(endpoint)) = (&self.outliers, self.endpoints.get(index)) {
+            outliers.record(
+                index,
+                status,
+                endpoint.address,
+                &self.config.name,
+                &self.stats,
+            );
+        }
     }
 
     pub fn pool(&self, endpoint: usize) -> &Arc<EndpointPool> {

@@ -186,6 +186,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], load_balancer: LoadBalancer
         connect_timeout: None,
         idle_timeout: None,
         service: None,
+        outlier_detection: None,
     }
 }
 

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 
 use trellis_api::types::Duration;
-use trellis_proxy_config::{HashKey, LoadBalancer, ServiceRef, UpstreamProtocol};
+use trellis_proxy_config::{HashKey, LoadBalancer, OutlierDetection, ServiceRef, UpstreamProtocol};
 
 use crate::GatewayOptions;
 use crate::testing::{assert_warned, http_fixture, http_rules, translate_with};
@@ -201,7 +201,7 @@ spec:
   host: reviews
   trafficPolicy:
     connectionPool: {tcp: {maxConnections: 10}, http: {http1MaxPendingRequests: 5, useClientProtocol: true}}
-    outlierDetection: {consecutive5xxErrors: 3}
+    outlierDetection: {consecutive5xxErrors: 3, splitExternalLocalOriginErrors: true}
     tls: {mode: SIMPLE}
 "#,
     );
@@ -212,7 +212,7 @@ spec:
     for field in [
         "connectionPool.tcp.maxConnections",
         "connectionPool.http.http1MaxPendingRequests",
-        "outlierDetection",
+        "outlierDetection.splitExternalLocalOriginErrors",
         "tls",
     ] {
         assert_warned(
@@ -222,6 +222,52 @@ spec:
             )],
         );
     }
+}
+
+#[test]
+fn outlier_detection_takes_istios_values_and_envoys_defaults() {
+    let od = |settings: &str| {
+        let t = reviews(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+             metadata: {{name: reviews, namespace: default}}\n\
+             spec:\n  host: reviews\n  trafficPolicy: {{outlierDetection: {settings}}}\n"
+        ));
+        t.config.clusters[ALL].outlier_detection.clone()
+    };
+    let defaults = OutlierDetection {
+        consecutive_5xx: Some(5),
+        consecutive_gateway_errors: None,
+        interval: Duration::from_millis(10_000),
+        base_ejection_time: Duration::from_millis(30_000),
+        max_ejection_percent: 10,
+        min_health_percent: 0,
+    };
+    assert_eq!(od("{}"), Some(defaults.clone()));
+    assert_eq!(
+        od(
+            "{consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, interval: 1s, \
+            baseEjectionTime: 2s, maxEjectionPercent: 50, minHealthPercent: 40}"
+        ),
+        Some(OutlierDetection {
+            consecutive_5xx: None,
+            consecutive_gateway_errors: Some(3),
+            interval: Duration::from_millis(1000),
+            base_ejection_time: Duration::from_millis(2000),
+            max_ejection_percent: 50,
+            min_health_percent: 40,
+        })
+    );
+    // The deprecated field counts gateway errors only.
+    assert_eq!(
+        od("{consecutiveErrors: 7}"),
+        Some(OutlierDetection {
+            consecutive_5xx: None,
+            consecutive_gateway_errors: Some(7),
+            ..defaults
+        })
+    );
+    let none = reviews("");
+    assert_eq!(none.config.clusters[ALL].outlier_detection, None);
 }
 
 /// The DestinationRule for reviews in `namespace`, setting `lb`, exported to `export_to`.
