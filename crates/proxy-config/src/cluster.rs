@@ -28,6 +28,46 @@ pub struct Cluster {
     /// Endpoints that fail in a row are taken out of balancing for a while.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<OutlierDetection>,
+    /// Circuit breaking: limits on connections and requests; none, no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ConnectionLimits>,
+    /// TCP keep-alive probes on connections to the endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// Circuit breaking (Istio's `connectionPool`, Envoy's circuit breakers and pool settings):
+/// each limit holds for the whole cluster, over all workers; `None` is no limit. A request past
+/// a limit fails at once with 503 and flag `UO`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    /// Connections open to the cluster's endpoints (HTTP/1.1 and TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection when `max_connections` are open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u32>,
+    /// Requests in progress to the cluster, whatever the protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    /// Retries in progress to the cluster; past it a failed try is not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Requests an HTTP/1.1 connection carries before it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+}
+
+/// `SO_KEEPALIVE` settings; unset fields keep the system's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<u32>,
 }
 
 /// Passive health checking (Istio's `outlierDetection`, Envoy's semantics): an endpoint that

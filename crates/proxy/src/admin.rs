@@ -145,6 +145,9 @@ fn clusters_text(proxy: &Proxy) -> String {
         for (stat, value) in cluster.stats.counters() {
             let _ = writeln!(out, "{name}::{stat}::{value}");
         }
+        for (count, value) in cluster.limits.iter().flat_map(|l| l.counts()) {
+            let _ = writeln!(out, "{name}::{count}::{value}");
+        }
         for (index, endpoint) in cluster.endpoints.iter().enumerate() {
             let address = endpoint.address;
             let _ = writeln!(out, "{name}::{address}::weight::{}", endpoint.weight);
@@ -180,6 +183,9 @@ fn clusters_json(proxy: &Proxy) -> serde_json::Value {
             entry.insert("name".into(), json!(name));
             for (stat, value) in cluster.stats.counters() {
                 entry.insert(stat.into(), json!(value));
+            }
+            for (count, value) in cluster.limits.iter().flat_map(|l| l.counts()) {
+                entry.insert(count.into(), json!(value));
             }
             let endpoints: Vec<_> = cluster
                 .endpoints

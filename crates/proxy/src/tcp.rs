@@ -72,6 +72,13 @@ pub async fn proxy_tcp<S>(
     };
     let endpoint = &cluster.endpoints[index];
     outcome.upstream = Some(endpoint.address);
+    // Held while the connection lasts.
+    let Ok(_slot) = cluster.connection_slot() else {
+        cluster.stats.bump(Stat::Overflows);
+        outcome.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        proxy.record_tcp(&outcome);
+        return;
+    };
     let connected = cluster.connect(index).await;
     // Outlier detection counts a failed connection as a 503, a made one as a success.
     cluster.report(index, if connected.is_ok() { 200 } else { 503 });

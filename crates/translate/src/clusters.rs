@@ -3,9 +3,12 @@
 //!
 //! Endpoints are the registry's endpoints of the host that serve the port, filtered by the
 //! subset's labels. The DestinationRule in force ([`crate::destination_rules`]) sets the load
-//! balancer, outlier detection ([`crate::outlier`]), `connectionPool.tcp.connectTimeout` (the connect timeout) and
-//! `connectionPool.http.idleTimeout` (the idle timeout of pooled connections; `0s`, which
-//! turns it off in Istio, leaves it unset). The upstream protocol is HTTP/2 for HTTP2, GRPC and
+//! balancer, outlier detection ([`crate::outlier`]), and from `connectionPool` the connect
+//! timeout, the idle timeout of pooled connections (`http.idleTimeout`; `0s`, which turns it
+//! off in Istio, leaves it unset), TCP keep-alive, and the limits (`tcp.maxConnections`,
+//! `http.http1MaxPendingRequests`, `http.http2MaxRequests`, `http.maxRetries`,
+//! `http.maxRequestsPerConnection`; 0 is no limit, as Istio leaves Envoy's at the maximum).
+//! The upstream protocol is HTTP/2 for HTTP2, GRPC and
 //! GRPC-Web ports, the client's protocol with `useClientProtocol`, HTTP/2 with
 //! `h2UpgradePolicy: UPGRADE` on an HTTP port (or one with no declared protocol), else HTTP/1.1.
 //!
@@ -17,8 +20,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use trellis_api::networking::H2UpgradePolicy;
+use trellis_api::networking::{HttpSettings, TcpSettings};
 use trellis_api::types::{Duration, Protocol, labels_match};
-use trellis_proxy_config::{Cluster, Endpoint, ServiceRef, UpstreamProtocol};
+use trellis_proxy_config::{
+    Cluster, ConnectionLimits, Endpoint, ServiceRef, TcpKeepalive, UpstreamProtocol,
+};
 
 use crate::context::{Output, Scope};
 use crate::destination_rules::{self, Policy, Sourced};
@@ -107,7 +113,29 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
             subset: key.subset.clone(),
         }),
         outlier_detection: outlier::translate(policy.outlier_detection.as_ref(), warnings),
+        limits: limits(tcp, http),
+        tcp_keepalive: tcp
+            .and_then(|t| t.tcp_keepalive.as_ref())
+            .map(|k| TcpKeepalive {
+                time: k.time,
+                interval: k.interval,
+                probes: k.probes,
+            }),
     })
+}
+
+/// The connection pool's limits, as Istio sets Envoy's circuit breakers: a limit of 0 (or none)
+/// is no limit.
+fn limits(tcp: Option<&TcpSettings>, http: Option<&HttpSettings>) -> Option<ConnectionLimits> {
+    let limit = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+    let limits = ConnectionLimits {
+        max_connections: limit(tcp.and_then(|t| t.max_connections)),
+        max_pending_requests: limit(http.and_then(|h| h.http1_max_pending_requests)),
+        max_requests: limit(http.and_then(|h| h.http2_max_requests)),
+        max_retries: limit(http.and_then(|h| h.max_retries)),
+        max_requests_per_connection: limit(http.and_then(|h| h.max_requests_per_connection)),
+    };
+    (limits != ConnectionLimits::default()).then_some(limits)
 }
 
 fn upstream_protocol(
@@ -139,8 +167,6 @@ fn warn_unsupported_pool(
 ) {
     if let Some(tcp) = &pool.value.tcp {
         for (field, present) in [
-            ("tcp.maxConnections", tcp.max_connections.is_some()),
-            ("tcp.tcpKeepalive", tcp.tcp_keepalive.is_some()),
             (
                 "tcp.maxConnectionDuration",
                 tcp.max_connection_duration.is_some(),
@@ -154,16 +180,6 @@ fn warn_unsupported_pool(
     }
     if let Some(http) = &pool.value.http {
         for (field, present) in [
-            (
-                "http.http1MaxPendingRequests",
-                http.http1_max_pending_requests.is_some(),
-            ),
-            ("http.http2MaxRequests", http.http2_max_requests.is_some()),
-            (
-                "http.maxRequestsPerConnection",
-                http.max_requests_per_connection.is_some(),
-            ),
-            ("http.maxRetries", http.max_retries.is_some()),
             (
                 "http.maxConcurrentStreams",
                 http.max_concurrent_streams.is_some(),

@@ -113,6 +113,8 @@ fn bookinfo_gateway() {
             subset: None,
         }),
         outlier_detection: None,
+        limits: None,
+        tcp_keepalive: None,
     };
     assert_eq!(config.clusters, BTreeMap::from([(cluster_name, cluster)]));
     assert!(config.dangling_references().is_empty());

@@ -16,7 +16,7 @@ use crate::clock;
 use crate::router::Matched;
 use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
-use crate::upstream::{ClusterRuntime, Outgoing, SendError, Stat, Version};
+use crate::upstream::{ClusterRuntime, Outgoing, SendError, Slot, Stat, Version};
 
 /// Request bodies up to this size are kept so the request can be retried; larger ones stream
 /// through once.
@@ -49,6 +49,13 @@ pub(super) async fn forward(
     };
     outcome.cluster = Some(id);
     cluster.stats.bump(Stat::Requests);
+    if let Some(limits) = &cluster.limits {
+        // Held by the request's record, so until its response ends.
+        match limits.request() {
+            Ok(slot) => outcome.request_slot = Some(slot),
+            Err(_) => return overflow(cluster, outcome),
+        }
+    }
 
     let upgrading =
         parts.version == http::Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
@@ -134,6 +141,29 @@ pub(super) async fn forward(
 fn take_request(parts: &mut http::request::Parts, body: ClientBody) -> Request<ClientBody> {
     let (empty, ()) = Request::new(()).into_parts();
     Request::from_parts(std::mem::replace(parts, empty), body)
+}
+
+/// The reply to a request past one of the cluster's limits.
+fn overflow(cluster: &ClusterRuntime, outcome: &mut Outcome) -> Response<Body> {
+    cluster.stats.bump(Stat::Overflows);
+    outcome.fail(
+        ResponseFlags::UPSTREAM_OVERFLOW,
+        StatusCode::SERVICE_UNAVAILABLE,
+        local::UPSTREAM_OVERFLOW,
+    )
+}
+
+/// A place for one more retry under the cluster's retry limit: `Some(None)` when the cluster
+/// has no limits, `None` (counted) when retries are at their limit.
+fn retry_slot(cluster: &ClusterRuntime) -> Option<Option<Slot>> {
+    let Some(limits) = &cluster.limits else {
+        return Some(None);
+    };
+    let slot = limits.retry();
+    if slot.is_none() {
+        cluster.stats.bump(Stat::RetryOverflows);
+    }
+    slot.map(Some)
 }
 
 /// Chooses one destination in proportion to the weights.
@@ -223,6 +253,8 @@ async fn send_with_retries(
     let mut tried = [0usize; MAX_AVOIDED];
     let mut tried_count = 0;
     let mut retry = 0u32;
+    // The retry in progress's place under the cluster's retry limit.
+    let mut _retrying: Option<Slot> = None;
     loop {
         let Some(index) = cluster.pick(hash, &tried[..tried_count]) else {
             cluster.stats.bump(Stat::NoEndpoint);
@@ -262,13 +294,23 @@ async fn send_with_retries(
         let in_flight = endpoint.start();
         let sent = clock::now();
         let pool = cluster.pool(index);
+        let admission = cluster.admission();
         let result = match budget {
-            Some(budget) => match tokio::time::timeout(budget, pool.send(request, version)).await {
-                Ok(result) => result.map_err(TryFailure::Send),
-                Err(_) => Err(TryFailure::Timeout),
-            },
-            None => pool.send(request, version).await.map_err(TryFailure::Send),
+            Some(budget) => {
+                match tokio::time::timeout(budget, pool.send(request, version, admission)).await {
+                    Ok(result) => result.map_err(TryFailure::Send),
+                    Err(_) => Err(TryFailure::Timeout),
+                }
+            }
+            None => pool
+                .send(request, version, admission)
+                .await
+                .map_err(TryFailure::Send),
         };
+        if let Err(TryFailure::Send(SendError::Overflow(_))) = result {
+            // Nothing was sent: not the endpoint's failure, and not retried.
+            return overflow(cluster, outcome);
+        }
         let out_of_time = deadline.is_some_and(|d| clock::now() >= d);
         let may_retry = retry < attempts && !out_of_time;
         // Outlier detection counts what the try got, whatever the retry policy makes of it.
@@ -289,7 +331,12 @@ async fn send_with_retries(
                 drop(in_flight);
                 outcome.upstream_service_time = Some(round_trip);
                 let retryable = policy.is_some_and(|p| retryable_response(p, &response));
-                if retryable && may_retry && body.can_repeat() {
+                if retryable
+                    && may_retry
+                    && body.can_repeat()
+                    && let Some(slot) = retry_slot(cluster)
+                {
+                    _retrying = slot;
                     retry += 1;
                     cluster.stats.bump(Stat::Retries);
                     drop(response);
@@ -334,7 +381,12 @@ async fn send_with_retries(
                     }
                 };
                 let retryable = policy.is_some_and(|p| retryable_failure(p, &failure));
-                if retryable && may_retry && body.can_repeat() {
+                if retryable
+                    && may_retry
+                    && body.can_repeat()
+                    && let Some(slot) = retry_slot(cluster)
+                {
+                    _retrying = slot;
                     retry += 1;
                     cluster.stats.bump(Stat::Retries);
                     backoff(policy, retry, deadline).await;

@@ -8,6 +8,9 @@ use crate::body::{self, Body};
 
 /// The reply when the upstream could not be reached, or failed before its response headers.
 pub const UPSTREAM_FAILED: &str = "upstream connect error or disconnect/reset before headers";
+/// The reply when a cluster's limit refused the request (Envoy's words).
+pub const UPSTREAM_OVERFLOW: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 
 /// A plain-text reply, or its gRPC equivalent when the request was gRPC.
 pub fn reply(status: StatusCode, message: &'static str, grpc: bool) -> Response<Body> {

@@ -54,6 +54,8 @@ pub struct Outcome {
     /// The snapshot the request was served with: it names the request's cluster.
     pub snapshot: Arc<Snapshot>,
     pub cluster: Option<ClusterId>,
+    /// The request's place under its cluster's request limit, given back when it is recorded.
+    pub request_slot: Option<crate::upstream::Slot>,
     pub upstream: Option<SocketAddr>,
     pub status: u16,
     pub flags: ResponseFlags,
@@ -146,6 +148,7 @@ impl Outcome {
             route: None,
             snapshot,
             cluster: None,
+            request_slot: None,
             upstream: None,
             status: 0,
             flags: ResponseFlags::NONE,

@@ -27,6 +27,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::limits::Slot;
 use super::pool::{Outgoing, WorkerConnections};
 use crate::body::{Body, BoxError};
 use crate::h1::{
@@ -47,6 +48,10 @@ pub(super) struct Connection {
     read: BytesMut,
     /// Outgoing bytes: a request head, a body's framing.
     write: Vec<u8>,
+    /// Its place under the cluster's connection limit, when the cluster has limits.
+    slot: Option<Slot>,
+    /// Requests it has carried to their end.
+    carried: u32,
 }
 
 /// Why an exchange failed.
@@ -59,12 +64,28 @@ pub(super) struct Failed {
 }
 
 impl Connection {
-    pub(super) fn new(io: TcpStream) -> Self {
+    pub(super) fn new(io: TcpStream, slot: Option<Slot>) -> Self {
         Self {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
+            slot,
+            carried: 0,
         }
+    }
+
+    /// The limits its place was taken under, if any.
+    pub(super) fn limits(&self) -> Option<&super::limits::Limits> {
+        self.slot.as_ref().map(Slot::limits)
+    }
+
+    /// Whether it may carry another request under the cluster's per-connection limit.
+    fn may_carry_another(&self) -> bool {
+        let limit = self
+            .slot
+            .as_ref()
+            .and_then(|slot| slot.limits().max_requests_per_connection());
+        limit.is_none_or(|limit| self.carried < limit)
     }
 
     /// Whether the endpoint closed the connection, or sent something unasked, while it was idle.
@@ -142,7 +163,9 @@ impl Connection {
             upload.body = Some(body);
         }
 
-        let Self { io, read, write } = &mut self;
+        let Self {
+            io, read, write, ..
+        } = &mut self;
         let head = poll_fn(|cx| {
             upload.poll_progress(cx, io, write)?;
             poll_head(cx, io, read, head_only)
@@ -551,14 +574,17 @@ impl ResponseBody {
             return;
         }
         self.ended = true;
-        if let Some(mut connection) = self.connection.take()
-            && self.reusable
-            && self.upload.finished
-            && !self.upload.failed
-            && connection.read.is_empty()
-        {
-            connection.write.clear();
-            self.pool.recycle(connection);
+        if let Some(mut connection) = self.connection.take() {
+            connection.carried += 1;
+            if self.reusable
+                && self.upload.finished
+                && !self.upload.failed
+                && connection.read.is_empty()
+                && connection.may_carry_another()
+            {
+                connection.write.clear();
+                self.pool.recycle(connection);
+            }
         }
     }
 
@@ -894,8 +920,8 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         ])
         .await;
-        let pool = EndpointPool::new(address, None, None);
-        let mut connection = Connection::new(TcpStream::connect(address).await.unwrap());
+        let pool = EndpointPool::new(address, None, None, None);
+        let mut connection = Connection::new(TcpStream::connect(address).await.unwrap(), None);
         for (body, expected) in [("first", &b"hello"[..]), ("", b"abc")] {
             let head = parts(Method::POST, "/upload", &[("host", "svc")]);
             let request = outgoing(&head, crate::body::full(body));
@@ -921,8 +947,8 @@ mod tests {
             b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
         ])
         .await;
-        let pool = EndpointPool::new(address, None, None);
-        let connection = Connection::new(TcpStream::connect(address).await.unwrap());
+        let pool = EndpointPool::new(address, None, None, None);
+        let connection = Connection::new(TcpStream::connect(address).await.unwrap(), None);
         let (feed, body) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
         let mut body = body;
         let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {

@@ -5,6 +5,7 @@
 //! pooled connections and load statistics carry over.
 
 mod http1;
+mod limits;
 mod outlier;
 mod pool;
 
@@ -13,8 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use trellis_proxy_config::{Cluster, UpstreamProtocol};
 
+pub use limits::{Limits, Overflow, Slot};
 pub use outlier::Outliers;
-pub use pool::{DEFAULT_CONNECT_TIMEOUT, EndpointPool, Outgoing, SendError, UpstreamBody, Version};
+pub use pool::{
+    Admission, DEFAULT_CONNECT_TIMEOUT, EndpointPool, Outgoing, SendError, UpstreamBody, Version,
+};
 
 use crate::balance::{self, Balancer, EndpointState};
 use crate::telemetry::{EdgeMetrics, Metrics};
@@ -29,6 +33,8 @@ pub struct ClusterRuntime {
     balancer: Box<dyn Balancer>,
     /// Present when the cluster detects outliers.
     outliers: Option<Outliers>,
+    /// Present when the cluster has connection or request limits.
+    pub limits: Option<Arc<Limits>>,
     pub stats: ClusterStats,
     /// Where requests to this cluster are counted (Istio's metrics, labelled by its service).
     pub metrics: Arc<EdgeMetrics>,
@@ -47,10 +53,14 @@ pub enum Stat {
     Ejections,
     /// Ejected endpoints back in balancing.
     Returns,
+    /// Requests refused at a limit (flag `UO`).
+    Overflows,
+    /// Retries not made because retries were at their limit.
+    RetryOverflows,
 }
 
 impl Stat {
-    pub const ALL: [Stat; 8] = [
+    pub const ALL: [Stat; 10] = [
         Stat::Requests,
         Stat::ConnectFailures,
         Stat::Resets,
@@ -59,6 +69,8 @@ impl Stat {
         Stat::NoEndpoint,
         Stat::Ejections,
         Stat::Returns,
+        Stat::Overflows,
+        Stat::RetryOverflows,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +83,8 @@ impl Stat {
             Stat::NoEndpoint => "no_endpoint",
             Stat::Ejections => "outlier_ejections",
             Stat::Returns => "outlier_returns",
+            Stat::Overflows => "overflows",
+            Stat::RetryOverflows => "retry_overflows",
         }
     }
 }
@@ -107,13 +121,21 @@ impl ClusterRuntime {
             pools: config
                 .endpoints
                 .iter()
-                .map(|e| EndpointPool::new(e.address, connect_timeout, idle_timeout))
+                .map(|e| {
+                    EndpointPool::new(
+                        e.address,
+                        connect_timeout,
+                        idle_timeout,
+                        config.tcp_keepalive.as_ref(),
+                    )
+                })
                 .collect(),
             balancer: balance::build(&config.load_balancer, &config.endpoints),
             outliers: config
                 .outlier_detection
                 .as_ref()
                 .map(|od| Outliers::new(od, config.endpoints.len())),
+            limits: config.limits.as_ref().map(Limits::new),
             stats: ClusterStats::default(),
             metrics: metrics.outbound(config.service.as_ref(), None),
             config: config.clone(),
@@ -191,6 +213,23 @@ impl ClusterRuntime {
 
     pub fn pool(&self, endpoint: usize) -> &Arc<EndpointPool> {
         &self.pools[endpoint]
+    }
+
+    /// What a request must get past for a connection, when the cluster has limits.
+    pub fn admission(&self) -> Option<Admission<'_>> {
+        self.limits.as_ref().map(|limits| Admission {
+            limits,
+            pools: &self.pools,
+        })
+    }
+
+    /// A connection slot for a connection the pools do not manage (the TCP proxy, upgrades):
+    /// `Ok(None)` when the cluster has no limits.
+    pub fn connection_slot(&self) -> Result<Option<Slot>, Overflow> {
+        match &self.limits {
+            None => Ok(None),
+            Some(limits) => limits.connection().map(Some).ok_or(Overflow("connection")),
+        }
     }
 
     /// The HTTP version to speak upstream for a request that arrived as `downstream`.

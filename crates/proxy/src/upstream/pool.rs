@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::http1;
+use super::limits::{Limits, Overflow, Slot};
 use crate::body::{Body, BoxError};
 use crate::worker::PerWorker;
 
@@ -46,6 +47,9 @@ pub enum SendError {
         address: SocketAddr,
         source: hyper::Error,
     },
+    /// A limit of the cluster was reached: the request was not sent.
+    #[error(transparent)]
+    Overflow(#[from] Overflow),
     /// The request was sent (at least in part) and the connection failed before a response.
     #[error("{address} reset or closed the connection before responding: {source}")]
     Reset {
@@ -119,7 +123,16 @@ pub struct EndpointPool {
     address: SocketAddr,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    keepalive: Option<socket2::TcpKeepalive>,
     workers: PerWorker<Arc<WorkerConnections>>,
+}
+
+/// What a request to a cluster with limits must get past for a connection: the limits, and
+/// the cluster's pools, whose idle connections it may close to make room.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    pub limits: &'a Arc<Limits>,
+    pub pools: &'a [Arc<EndpointPool>],
 }
 
 /// One worker's connections to an endpoint. A response body holds its worker's (to hand its
@@ -138,6 +151,11 @@ impl WorkerConnections {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE_PER_ENDPOINT
         {
+            // A request of this worker waiting for a connection runs after this returns, and
+            // finds it then.
+            if let Some(limits) = connection.limits() {
+                limits.handed_back();
+            }
             idle.push(Idle {
                 connection,
                 since: crate::clock::now(),
@@ -159,11 +177,25 @@ impl EndpointPool {
         address: SocketAddr,
         connect_timeout: Option<Duration>,
         idle_timeout: Option<Duration>,
+        keepalive: Option<&trellis_proxy_config::TcpKeepalive>,
     ) -> Arc<Self> {
         Arc::new(Self {
             address,
             connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            keepalive: keepalive.map(|k| {
+                let mut probes = socket2::TcpKeepalive::new();
+                if let Some(time) = k.time {
+                    probes = probes.with_time(time.as_std());
+                }
+                if let Some(interval) = k.interval {
+                    probes = probes.with_interval(interval.as_std());
+                }
+                if let Some(count) = k.probes {
+                    probes = probes.with_retries(count);
+                }
+                probes
+            }),
             workers: PerWorker::default(),
         })
     }
@@ -185,14 +217,16 @@ impl EndpointPool {
         self.workers.mine()
     }
 
-    /// Sends a request and waits for the response headers.
+    /// Sends a request and waits for the response headers; `admission` when the cluster has
+    /// limits.
     pub async fn send(
         &self,
         request: Outgoing<'_>,
         version: Version,
+        admission: Option<Admission<'_>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         match version {
-            Version::Http1 => self.send_http1(request).await,
+            Version::Http1 => self.send_http1(request, admission).await,
             // Boxed: hyper's HTTP/2 client futures are large, and inline they would make every
             // request's future larger, HTTP/1.1 ones included.
             Version::Http2 => Ok(Box::pin(self.send_http2(request.into_http2()))
@@ -201,7 +235,11 @@ impl EndpointPool {
         }
     }
 
-    async fn send_http1(&self, request: Outgoing<'_>) -> Result<Response<UpstreamBody>, SendError> {
+    async fn send_http1(
+        &self,
+        request: Outgoing<'_>,
+        admission: Option<Admission<'_>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let Outgoing {
             parts,
             host,
@@ -211,11 +249,12 @@ impl EndpointPool {
         // A pooled connection the endpoint closed just now hands the request back unsent; it
         // then goes on a fresh connection. At most once per pooled connection tried.
         loop {
-            let (connection, pooled) = match self.take_idle() {
-                Some(connection) => (connection, true),
+            let (connection, pooled) = match (self.take_idle(), admission) {
+                (Some(connection), _) => (connection, true),
                 // Boxed: connecting is the rare path, and its future would otherwise make
                 // every request's future (moved whole through hyper) larger.
-                None => (Box::pin(self.connect_http1()).await?, false),
+                (None, None) => (Box::pin(self.connect_http1(None)).await?, false),
+                (None, Some(admission)) => Box::pin(self.admit(admission)).await?,
             };
             let request = Outgoing {
                 parts,
@@ -253,6 +292,43 @@ impl EndpointPool {
         None
     }
 
+    /// A connection under the cluster's limits: a new one while the connection limit allows,
+    /// else, as a pending request, the first of ours handed back, or a new one once another
+    /// closes (closing an idle one another worker or endpoint holds, if there is one).
+    async fn admit(
+        &self,
+        admission: Admission<'_>,
+    ) -> Result<(http1::Connection, bool), SendError> {
+        let limits = admission.limits;
+        if let Some(slot) = limits.connection() {
+            return Ok((self.connect_http1(Some(slot)).await?, false));
+        }
+        let _pending = limits.pending()?;
+        loop {
+            let released = limits.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(connection) = self.take_idle() {
+                return Ok((connection, true));
+            }
+            if let Some(slot) = limits.connection() {
+                return Ok((self.connect_http1(Some(slot)).await?, false));
+            }
+            if admission.pools.iter().any(|pool| pool.close_one_idle()) {
+                continue;
+            }
+            released.await;
+        }
+    }
+
+    /// Closes one idle connection of any worker; whether there was one.
+    fn close_one_idle(&self) -> bool {
+        self.workers.iter().any(|worker| {
+            let closed = worker.idle.lock().ok().and_then(|mut idle| idle.pop());
+            closed.is_some()
+        })
+    }
+
     async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
         Ok(TokioIo::new(self.connect_stream().await?))
     }
@@ -268,11 +344,20 @@ impl EndpointPool {
             })?
             .map_err(|source| SendError::Connect { address, source })?;
         let _ = stream.set_nodelay(true);
+        if let Some(keepalive) = &self.keepalive {
+            let socket = socket2::SockRef::from(&stream);
+            if let Err(error) = socket
+                .set_keepalive(true)
+                .and_then(|()| socket.set_tcp_keepalive(keepalive))
+            {
+                tracing::debug!(%error, %address, "TCP keep-alive not set");
+            }
+        }
         Ok(stream)
     }
 
-    async fn connect_http1(&self) -> Result<http1::Connection, SendError> {
-        Ok(http1::Connection::new(self.connect_stream().await?))
+    async fn connect_http1(&self, slot: Option<Slot>) -> Result<http1::Connection, SendError> {
+        Ok(http1::Connection::new(self.connect_stream().await?, slot))
     }
 
     fn handshake_failed(&self, source: hyper::Error) -> SendError {

@@ -187,6 +187,8 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], load_balancer: LoadBalancer
         idle_timeout: None,
         service: None,
         outlier_detection: None,
+        limits: None,
+        tcp_keepalive: None,
     }
 }
 

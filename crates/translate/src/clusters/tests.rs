@@ -1,7 +1,10 @@
 use std::net::SocketAddr;
 
 use trellis_api::types::Duration;
-use trellis_proxy_config::{HashKey, LoadBalancer, OutlierDetection, ServiceRef, UpstreamProtocol};
+use trellis_proxy_config::{
+    ConnectionLimits, HashKey, LoadBalancer, OutlierDetection, ServiceRef, TcpKeepalive,
+    UpstreamProtocol,
+};
 
 use crate::GatewayOptions;
 use crate::testing::{assert_warned, http_fixture, http_rules, translate_with};
@@ -200,7 +203,7 @@ metadata: {name: reviews, namespace: default}
 spec:
   host: reviews
   trafficPolicy:
-    connectionPool: {tcp: {maxConnections: 10}, http: {http1MaxPendingRequests: 5, useClientProtocol: true}}
+    connectionPool: {tcp: {maxConnectionDuration: 1h}, http: {maxConcurrentStreams: 5, useClientProtocol: true}}
     outlierDetection: {consecutive5xxErrors: 3, splitExternalLocalOriginErrors: true}
     tls: {mode: SIMPLE}
 "#,
@@ -210,8 +213,8 @@ spec:
         UpstreamProtocol::SameAsDownstream
     );
     for field in [
-        "connectionPool.tcp.maxConnections",
-        "connectionPool.http.http1MaxPendingRequests",
+        "connectionPool.tcp.maxConnectionDuration",
+        "connectionPool.http.maxConcurrentStreams",
         "outlierDetection.splitExternalLocalOriginErrors",
         "tls",
     ] {
@@ -222,6 +225,43 @@ spec:
             )],
         );
     }
+}
+
+#[test]
+fn connection_pool_limits_and_keepalive() {
+    let t = reviews(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 10, tcpKeepalive: {time: 30s, interval: 5s, probes: 3}}
+      http: {http1MaxPendingRequests: 5, http2MaxRequests: 100, maxRetries: 0, maxRequestsPerConnection: 1}
+"#,
+    );
+    let cluster = &t.config.clusters[ALL];
+    assert_eq!(
+        cluster.limits,
+        Some(ConnectionLimits {
+            max_connections: Some(10),
+            max_pending_requests: Some(5),
+            max_requests: Some(100),
+            max_retries: None,
+            max_requests_per_connection: Some(1),
+        })
+    );
+    assert_eq!(
+        cluster.tcp_keepalive,
+        Some(TcpKeepalive {
+            time: Some(Duration::from_millis(30_000)),
+            interval: Some(Duration::from_millis(5_000)),
+            probes: Some(3),
+        })
+    );
+    assert_eq!(reviews("").config.clusters[ALL].limits, None);
 }
 
 #[test]
