@@ -121,6 +121,8 @@ pub struct QueryMatch {
 /// What a route does with a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// Most routes forward, and the request path reads a forward in place rather than through a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     Forward(Forward),
     Redirect(Redirect),
@@ -139,6 +141,19 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Clusters a copy of the request also goes to, its answer discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A cluster that gets a copy of a share of the requests (Istio's `mirror`, `mirrors`): the
+/// copy's authority has `-shadow` appended, its answer is discarded, and the request it copies
+/// never waits for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mirror {
+    pub cluster: String,
+    /// The share of requests copied, from 0 to 100.
+    pub percent: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

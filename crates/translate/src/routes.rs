@@ -11,13 +11,15 @@
 //! `host` header too, unless the rule rewrites the authority already). A rule's `fault`
 //! ([`crate::faults`]) comes before any of the three.
 //!
-//! Not expressible yet, each reported with its field: `mirror`, `mirrors`,
-//! `mirrorPercent`/`mirrorPercentage`, `corsPolicy`.
+//! Mirrors (`mirror` with `mirrorPercentage` or the deprecated `mirrorPercent`, and `mirrors`)
+//! become the forward's mirrors: a share of 100 when none is given, none at 0, as in Istio.
+//!
+//! Not expressible yet, reported with its field: `corsPolicy`.
 
-use trellis_api::networking::{Headers, HttpRoute};
+use trellis_api::networking::Headers;
 use trellis_api::types::Duration;
 use trellis_proxy_config::{
-    Action, Forward, HeaderChanges, HeaderOperations, Rewrite, Route, WeightedCluster,
+    Action, Forward, HeaderChanges, HeaderOperations, Mirror, Rewrite, Route, WeightedCluster,
 };
 
 use crate::actions;
@@ -138,7 +140,43 @@ fn forward(
         rewrite: (!empty).then_some(rewrite),
         timeout: http.timeout.filter(|t| *t != Duration::default()),
         retry: retries::policy(rule, &mut out.warnings),
+        mirrors: mirrors(at, rule, out),
     })
+}
+
+/// The rule's `mirror` (with `mirrorPercentage`, or the deprecated `mirrorPercent`) and
+/// `mirrors`, as Istio reads them: a share of 100 when none is given, none mirrored at 0.
+fn mirrors(at: At<'_, '_>, rule: &Rule<'_>, out: &mut Output) -> Vec<Mirror> {
+    let http = &rule.route;
+    let single = http.mirror.as_ref().map(|destination| {
+        let percent = match (&http.mirror_percentage, http.deprecated_mirror_percent()) {
+            (Some(percentage), _) => percentage.get(),
+            (None, Some(percent)) => f64::from(percent.min(100)),
+            (None, None) => 100.0,
+        };
+        (destination, percent, format!("{}.mirror", rule.path))
+    });
+    let listed = http.mirrors.iter().enumerate().map(|(i, policy)| {
+        let percent = policy.percentage.as_ref().map_or(100.0, |p| p.get());
+        let path = format!("{}.mirrors[{i}].destination", rule.path);
+        (&policy.destination, percent, path)
+    });
+    single
+        .into_iter()
+        .chain(listed)
+        .filter(|(_, percent, _)| *percent > 0.0)
+        .map(|(destination, percent, path)| {
+            let written = Written {
+                destination,
+                source: rule.source,
+                path: &path,
+            };
+            Mirror {
+                cluster: destinations::cluster_for(at.cx, written, at.port, out),
+                percent,
+            }
+        })
+        .collect()
 }
 
 /// Istio's header operations as the model's, and the authority a `host` (or `:authority`)
@@ -175,34 +213,14 @@ fn header_operations(headers: Option<&Headers>) -> (HeaderOperations, Option<Str
 }
 
 fn warn_unsupported(rule: &Rule<'_>, out: &mut Output) {
-    let HttpRoute {
-        mirror,
-        mirror_percent,
-        mirror_percent_legacy,
-        mirror_percentage,
-        mirrors,
-        cors_policy,
-        ..
-    } = &rule.route;
-    for (field, present) in [
-        ("mirror", mirror.is_some()),
-        ("mirrors", !mirrors.is_empty()),
-        (
-            "mirrorPercent",
-            mirror_percent.is_some() || mirror_percent_legacy.is_some(),
-        ),
-        ("mirrorPercentage", mirror_percentage.is_some()),
-        ("corsPolicy", cors_policy.is_some()),
-    ] {
-        if present {
-            let path = format!("{}.{field}", rule.path);
-            out.warnings.field(
-                "VirtualService",
-                rule.source,
-                &path,
-                "not supported yet; ignored",
-            );
-        }
+    if rule.route.cors_policy.is_some() {
+        let path = format!("{}.corsPolicy", rule.path);
+        out.warnings.field(
+            "VirtualService",
+            rule.source,
+            &path,
+            "not supported yet; ignored",
+        );
     }
 }
 

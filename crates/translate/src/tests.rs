@@ -82,6 +82,7 @@ fn bookinfo_gateway() {
             rewrite: None,
             timeout: None,
             retry: Some(RetryPolicy::mesh_default()),
+            mirrors: Vec::new(),
         }),
         headers: Default::default(),
         fault: None,

@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use trellis_proxy_config::{Forward, RetryOn, RetryPolicy, WeightedCluster};
 
-use super::{Downstream, Outcome, headers, local, upgrade};
+use super::{Downstream, Outcome, headers, local, mirror, upgrade};
 use crate::body::{self, Body, ClientBody};
 use crate::clock;
 use crate::router::Matched;
@@ -117,8 +117,13 @@ pub(super) async fn forward(
     );
     let policy = forward.retry.as_ref();
     let deadline = forward.timeout.map(|t| clock::now() + t.as_std());
-    let body =
-        RequestBody::prepare(body, &parts.headers, policy.is_some_and(|p| p.attempts > 0)).await;
+    let mirrored = if forward.mirrors.is_empty() {
+        Vec::new()
+    } else {
+        mirror::falling(&forward.mirrors)
+    };
+    let keep = policy.is_some_and(|p| p.attempts > 0) || !mirrored.is_empty();
+    let body = RequestBody::prepare(body, &parts.headers, keep).await;
     let body = match body {
         Ok(body) => body,
         Err(()) => {
@@ -130,6 +135,10 @@ pub(super) async fn forward(
         }
     };
     outcome.bytes_received = body.buffered_len();
+    if !mirrored.is_empty() {
+        let timeout = forward.timeout.map(|t| t.as_std());
+        mirror::send(snapshot, &mirrored, parts, authority, body.kept(), timeout);
+    }
     send_with_retries(
         cluster, parts, target, version, body, policy, deadline, hash, outcome,
     )
@@ -211,6 +220,14 @@ impl RequestBody {
             return Ok(Self::Replayable(collected.to_bytes()));
         }
         Ok(Self::Streaming(Some(body)))
+    }
+
+    /// The body, when it is kept in memory.
+    fn kept(&self) -> Option<Bytes> {
+        match self {
+            Self::Replayable(bytes) => Some(bytes.clone()),
+            Self::Streaming(_) => None,
+        }
     }
 
     fn buffered_len(&self) -> u64 {

@@ -10,6 +10,7 @@ mod fault;
 mod forward;
 pub mod headers;
 pub mod local;
+mod mirror;
 mod outcome;
 pub mod tracked;
 mod upgrade;

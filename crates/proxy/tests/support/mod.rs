@@ -209,6 +209,7 @@ pub fn forward(name: &str, matches: Vec<RouteMatch>, destinations: &[(&str, u32)
             rewrite: None,
             timeout: None,
             retry: None,
+            mirrors: Vec::new(),
         }),
         headers: HeaderOperations::default(),
         fault: None,

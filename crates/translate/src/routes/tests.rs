@@ -3,7 +3,8 @@ use std::collections::BTreeSet;
 use trellis_api::types::{Duration, Regex};
 use trellis_proxy_config::{
     AbortStatus, Action, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
-    HeaderOperations, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite, WeightedCluster,
+    HeaderOperations, Mirror, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite,
+    WeightedCluster,
 };
 
 use crate::testing::{assert_warned, forward, http_rules, star_routes};
@@ -329,24 +330,60 @@ fn faults() {
 }
 
 #[test]
+fn mirrors() {
+    let t = http_rules(
+        r#"
+- match: [{uri: {exact: /all}}]
+  route: [{destination: {host: a}}]
+  mirror: {host: b}
+- match: [{uri: {exact: /some}}]
+  route: [{destination: {host: a}}]
+  mirror: {host: b, port: {number: 80}}
+  mirrorPercentage: {value: 12.5}
+- match: [{uri: {exact: /none}}]
+  route: [{destination: {host: a}}]
+  mirror: {host: b}
+  mirrorPercentage: {value: 0}
+- route: [{destination: {host: a}}]
+  mirrors:
+  - destination: {host: b}
+  - destination: {host: a}
+    percentage: {value: 50}
+"#,
+        "",
+    );
+    let mirrors: Vec<Vec<Mirror>> = star_routes(&t)
+        .iter()
+        .map(|r| forward(r).mirrors.clone())
+        .collect();
+    let mirror = |cluster: &str, percent| Mirror {
+        cluster: cluster.into(),
+        percent,
+    };
+    assert_eq!(
+        mirrors,
+        [
+            vec![mirror(B, 100.0)],
+            vec![mirror(B, 12.5)],
+            vec![],
+            vec![mirror(B, 100.0), mirror(A, 50.0)],
+        ]
+    );
+}
+
+#[test]
 fn fields_the_model_cannot_express_are_reported() {
     let t = http_rules(
         r#"
 - route: [{destination: {host: a}}]
-  mirror: {host: b}
-  mirrorPercentage: {value: 5}
   corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
 "#,
         "",
     );
-    for field in ["mirror", "mirrorPercentage", "corsPolicy"] {
-        assert_warned(
-            &t,
-            &[&format!(
-                "VirtualService default/vs: spec.http[0].{field}: not supported yet"
-            )],
-        );
-    }
+    assert_warned(
+        &t,
+        &["VirtualService default/vs: spec.http[0].corsPolicy: not supported yet"],
+    );
     assert_eq!(star_routes(&t).len(), 1, "the rule still routes");
 }
 
