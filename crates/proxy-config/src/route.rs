@@ -39,6 +39,31 @@ pub struct Route {
     /// Faults injected into the requests the route selects, before its action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// Cross-origin requests from browsers: preflights answered, responses marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
+}
+
+/// Istio's `corsPolicy`, with Envoy's CORS filter's semantics.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CorsPolicy {
+    /// Origins allowed; an exact `*` allows any.
+    pub allow_origins: Vec<StringMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_credentials: bool,
+    /// A preflight from an origin not allowed goes upstream (Istio's `FORWARD`, the default)
+    /// rather than being answered without CORS headers (`IGNORE`).
+    #[serde(default)]
+    pub forward_unmatched_preflights: bool,
 }
 
 /// Faults injected into requests (Istio's `fault`): a delay, an abort, or both, each falling on

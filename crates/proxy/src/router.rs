@@ -239,6 +239,7 @@ mod tests {
             }),
             headers: HeaderOperations::default(),
             fault: None,
+            cors: None,
         }
     }
 

@@ -239,6 +239,7 @@ async fn redirects_build_the_location() {
         action: Action::Redirect(redirect),
         headers: HeaderOperations::default(),
         fault: None,
+        cors: None,
     };
     let routes = vec![
         redirect(

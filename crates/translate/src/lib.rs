@@ -37,6 +37,7 @@ mod access_logging;
 mod actions;
 mod clusters;
 mod context;
+mod cors;
 mod delegate;
 mod destination_rules;
 mod destinations;

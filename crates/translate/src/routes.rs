@@ -9,12 +9,10 @@
 //! three actions, in the model's order (set, add, remove); setting the `host` or `:authority`
 //! request header is an authority rewrite, as Istio does (for a lone destination its own
 //! `host` header too, unless the rule rewrites the authority already). A rule's `fault`
-//! ([`crate::faults`]) comes before any of the three.
+//! ([`crate::faults`]) and `corsPolicy` ([`crate::cors`]) come before any of the three.
 //!
 //! Mirrors (`mirror` with `mirrorPercentage` or the deprecated `mirrorPercent`, and `mirrors`)
 //! become the forward's mirrors: a share of 100 when none is given, none at 0, as in Istio.
-//!
-//! Not expressible yet, reported with its field: `corsPolicy`.
 
 use trellis_api::networking::Headers;
 use trellis_api::types::Duration;
@@ -24,6 +22,7 @@ use trellis_proxy_config::{
 
 use crate::actions;
 use crate::context::Output;
+use crate::cors;
 use crate::destinations::{self, Written};
 use crate::faults;
 use crate::matches::{self, At};
@@ -55,7 +54,6 @@ fn translate(
     out: &mut Output,
 ) -> Option<Route> {
     let http = &rule.route;
-    warn_unsupported(rule, out);
     let (headers, authority) = header_operations(http.headers.as_ref());
     let action = if let Some(redirect) = &http.redirect {
         Action::Redirect(actions::redirect(rule, redirect, &mut out.warnings))
@@ -75,6 +73,7 @@ fn translate(
         action,
         headers,
         fault: faults::fault(rule, &mut out.warnings),
+        cors: cors::policy(rule),
     })
 }
 
@@ -210,18 +209,6 @@ fn header_operations(headers: Option<&Headers>) -> (HeaderOperations, Option<Str
         },
         authority,
     )
-}
-
-fn warn_unsupported(rule: &Rule<'_>, out: &mut Output) {
-    if rule.route.cors_policy.is_some() {
-        let path = format!("{}.corsPolicy", rule.path);
-        out.warnings.field(
-            "VirtualService",
-            rule.source,
-            &path,
-            "not supported yet; ignored",
-        );
-    }
 }
 
 /// A virtual host's routes in Istio's order: routes that accept every request move to the end,

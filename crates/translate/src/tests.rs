@@ -86,6 +86,7 @@ fn bookinfo_gateway() {
         }),
         headers: Default::default(),
         fault: None,
+        cors: None,
     };
     let table = RouteTable {
         name: "http.8080".into(),

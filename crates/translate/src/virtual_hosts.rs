@@ -162,6 +162,7 @@ fn https_redirect() -> Route {
         }),
         headers: Default::default(),
         fault: None,
+        cors: None,
     }
 }
 

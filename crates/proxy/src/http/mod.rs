@@ -1,11 +1,12 @@
 //! The HTTP connection manager: every request on an HTTP listener goes through [`handle`],
 //! which finds its route and carries out the route's action.
 //!
-//! Request lifecycle: load the snapshot in force → find the virtual host and route → inject
-//! the route's faults, if any → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
+//! Request lifecycle: load the snapshot in force → find the virtual host and route → CORS
+//! (answer a preflight) → inject the route's faults → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
 //! send, retry within the policy and timeout) → change response headers → stream the response
 //! body back, recording telemetry when it ends.
 
+mod cors;
 mod fault;
 mod forward;
 pub mod headers;
@@ -25,8 +26,11 @@ use trellis_proxy_config::Action;
 
 pub use outcome::Outcome;
 
+use self::cors::Cors;
 use crate::Proxy;
 use crate::body::{Body, ClientBody};
+use crate::router::Matched;
+use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
 
 /// What a request knows about the connection it came on.
@@ -57,7 +61,7 @@ pub fn handle(
 /// Handles one request, given as its head and body.
 pub(crate) async fn handle_parts(
     downstream: &Arc<Downstream>,
-    mut parts: http::request::Parts,
+    parts: http::request::Parts,
     body: ClientBody,
 ) -> Result<Response<Body>, Infallible> {
     let started = crate::clock::now();
@@ -90,13 +94,38 @@ pub(crate) async fn handle_parts(
     if outcome.logged {
         outcome.route = Some(matched.route.clone());
     }
+    // CORS first, as in Istio's filter chain: a preflight never meets a fault, and every
+    // answer to an allowed origin is marked, the proxy's own included.
+    let allowed = match matched.route.cors.as_ref() {
+        None => None,
+        Some(policy) => match cors::check(policy, &parts) {
+            Cors::Answer(answer) => return Ok(finish(downstream, outcome, answer)),
+            Cors::Allowed(origin) => Some((policy, origin)),
+            Cors::Untouched => None,
+        },
+    };
+    let mut response = respond(&snapshot, downstream, &matched, parts, body, &mut outcome).await;
+    if let Some((policy, origin)) = allowed {
+        cors::mark(policy, origin, response.headers_mut());
+    }
+    Ok(finish(downstream, outcome, response))
+}
+
+/// Injects the route's faults, then carries out its action.
+async fn respond(
+    snapshot: &Snapshot,
+    downstream: &Arc<Downstream>,
+    matched: &Matched<'_>,
+    mut parts: http::request::Parts,
+    body: ClientBody,
+    outcome: &mut Outcome,
+) -> Response<Body> {
     if let Some(fault) = &matched.route.fault {
         // Boxed, as the rare path it is: inline, its future would make every request's larger.
-        if let Some(aborted) = Box::pin(fault::inject(fault, &mut outcome)).await {
-            return Ok(finish(downstream, outcome, aborted));
+        if let Some(aborted) = Box::pin(fault::inject(fault, outcome)).await {
+            return aborted;
         }
     }
-
     let mut response = match &matched.route.action {
         Action::DirectResponse(direct) => local::direct(direct.status, direct.body.as_deref()),
         Action::Redirect(redirect) => {
@@ -116,14 +145,14 @@ pub(crate) async fn handle_parts(
             ),
             Some(destination) => {
                 let mut response = forward::forward(
-                    &snapshot,
+                    snapshot,
                     downstream,
-                    &matched,
+                    matched,
                     forward,
                     destination,
                     &mut parts,
                     body,
-                    &mut outcome,
+                    outcome,
                 )
                 .await;
                 // The destination's changes after the route's, on responses as on requests:
@@ -131,12 +160,12 @@ pub(crate) async fn handle_parts(
                 headers::apply(&matched.route.headers.response, response.headers_mut());
                 headers::apply(&destination.headers.response, response.headers_mut());
                 crate::h1::keep_map(std::mem::take(&mut parts.headers));
-                return Ok(finish(downstream, outcome, response));
+                return response;
             }
         },
     };
     headers::apply(&matched.route.headers.response, response.headers_mut());
-    Ok(finish(downstream, outcome, response))
+    response
 }
 
 /// Sends a response on its way, recording the request (metrics, access log) when the response

@@ -213,6 +213,7 @@ pub fn forward(name: &str, matches: Vec<RouteMatch>, destinations: &[(&str, u32)
         }),
         headers: HeaderOperations::default(),
         fault: None,
+        cors: None,
     }
 }
 
@@ -227,6 +228,7 @@ pub fn direct(name: &str, matches: Vec<RouteMatch>, status: u16, body: &str) -> 
         }),
         headers: HeaderOperations::default(),
         fault: None,
+        cors: None,
     }
 }
 

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use trellis_api::types::{Duration, Regex};
 use trellis_proxy_config::{
-    AbortStatus, Action, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
-    HeaderOperations, Mirror, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite,
+    AbortStatus, Action, CorsPolicy, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderChanges,
+    HeaderOperations, Mirror, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite, StringMatch,
     WeightedCluster,
 };
 
@@ -372,19 +372,48 @@ fn mirrors() {
 }
 
 #[test]
-fn fields_the_model_cannot_express_are_reported() {
+fn cors_policies() {
     let t = http_rules(
         r#"
+- match: [{uri: {prefix: /api}}]
+  route: [{destination: {host: a}}]
+  corsPolicy:
+    allowOrigins: [{exact: "https://example.com"}, {regex: "https://.*[.]example[.]org"}]
+    allowMethods: [GET, POST]
+    allowHeaders: [x-token]
+    exposeHeaders: [x-trace]
+    maxAge: 24h
+    allowCredentials: true
+    unmatchedPreflights: IGNORE
 - route: [{destination: {host: a}}]
-  corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
+  corsPolicy: {allowOrigin: ["*"]}
 "#,
         "",
     );
-    assert_warned(
-        &t,
-        &["VirtualService default/vs: spec.http[0].corsPolicy: not supported yet"],
+    let routes = star_routes(&t);
+    assert_eq!(
+        routes[0].cors,
+        Some(CorsPolicy {
+            allow_origins: vec![
+                StringMatch::Exact("https://example.com".into()),
+                StringMatch::Regex(Regex::new("https://.*[.]example[.]org").unwrap()),
+            ],
+            allow_methods: vec!["GET".into(), "POST".into()],
+            allow_headers: vec!["x-token".into()],
+            expose_headers: vec!["x-trace".into()],
+            max_age: Some(Duration::from_millis(86_400_000)),
+            allow_credentials: true,
+            forward_unmatched_preflights: false,
+        })
     );
-    assert_eq!(star_routes(&t).len(), 1, "the rule still routes");
+    assert_eq!(
+        routes[1].cors,
+        Some(CorsPolicy {
+            allow_origins: vec![StringMatch::Exact("*".into())],
+            forward_unmatched_preflights: true,
+            ..CorsPolicy::default()
+        })
+    );
 }
 
 #[test]

@@ -237,6 +237,7 @@ fn https_redirect_answers_every_request_with_a_redirect() {
                 action: redirect.clone(),
                 headers: Default::default(),
                 fault: None,
+                cors: None,
             }],
         })
         .collect();
