@@ -42,6 +42,8 @@ fn route(name: &str, matches: Vec<RouteMatch>) -> Route {
             body: None,
         }),
         headers: HeaderOperations::default(),
+        fault: None,
+        cors: None,
     }
 }
 
