@@ -39,7 +39,7 @@ pub struct Cluster {
 /// Circuit breaking (Istio's `connectionPool`, Envoy's circuit breakers and pool settings):
 /// each limit holds for the whole cluster, over all workers; `None` is no limit. A request past
 /// a limit fails at once with 503 and flag `UO`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConnectionLimits {
     /// Connections open to the cluster's endpoints (HTTP/1.1 and TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +56,20 @@ pub struct ConnectionLimits {
     /// Requests an HTTP/1.1 connection carries before it is closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests_per_connection: Option<u32>,
+    /// Retries in progress as a share of the requests in progress; when set, it takes the
+    /// place of `max_retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// A limit on retries that grows with the load (Istio's `retryBudget`, Envoy's semantics):
+/// retries in progress may be `percent` of the requests in progress, or `min_concurrency`,
+/// whichever is more, so that during an outage retries cannot multiply the load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryBudget {
+    /// From 0 to 100.
+    pub percent: f64,
+    pub min_concurrency: u32,
 }
 
 /// `SO_KEEPALIVE` settings; unset fields keep the system's.

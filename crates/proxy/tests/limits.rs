@@ -17,41 +17,49 @@ use support::*;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use trellis_proxy::upstream::Stat;
-use trellis_proxy_config::{ConnectionLimits, LoadBalancer};
+use trellis_proxy_config::{Action, ConnectionLimits, LoadBalancer, RetryBudget, RetryPolicy};
 
-/// An upstream that holds every request until the gate opens, and counts its connections, the
-/// requests it holds now and the most it ever held at once.
+/// An upstream that holds every request until the gate opens, then answers `status`; it counts
+/// its connections, its requests, the requests it holds now and the most it ever held at once.
 struct Gated {
     address: SocketAddr,
     gate: watch::Sender<bool>,
     connections: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
     holding: Arc<AtomicU64>,
     most: Arc<AtomicU64>,
 }
 
 async fn gated() -> Gated {
+    answering(200).await
+}
+
+async fn answering(status: u16) -> Gated {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (gate, open) = watch::channel(false);
     let connections = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(AtomicU64::new(0));
     let holding = Arc::new(AtomicU64::new(0));
     let most = Arc::new(AtomicU64::new(0));
-    let (accepted, now, peak) = (connections.clone(), holding.clone(), most.clone());
+    let (accepted, total) = (connections.clone(), requests.clone());
+    let (now, peak) = (holding.clone(), most.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             accepted.fetch_add(1, Ordering::SeqCst);
-            let (open, now, peak) = (open.clone(), now.clone(), peak.clone());
+            let (open, total, now, peak) = (open.clone(), total.clone(), now.clone(), peak.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |_request| {
+                    total.fetch_add(1, Ordering::SeqCst);
                     let (mut open, now, peak) = (open.clone(), now.clone(), peak.clone());
                     async move {
                         let held = now.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(held, Ordering::SeqCst);
                         let _ = open.wait_for(|open| *open).await;
                         now.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"done"),
-                        )))
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"done")));
+                        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -64,6 +72,7 @@ async fn gated() -> Gated {
         address,
         gate,
         connections,
+        requests,
         holding,
         most,
     }
@@ -71,13 +80,22 @@ async fn gated() -> Gated {
 
 /// A proxy forwarding everything to `upstream` through a cluster with `limits`.
 async fn limited(upstream: SocketAddr, limits: ConnectionLimits) -> Running {
+    limited_with(upstream, limits, None).await
+}
+
+/// The same, with a retry policy on the route.
+async fn limited_with(
+    upstream: SocketAddr,
+    limits: ConnectionLimits,
+    retry: Option<RetryPolicy>,
+) -> Running {
     let mut c = cluster("c", &[upstream], LoadBalancer::RoundRobin);
     c.limits = Some(limits);
-    start(http_config(
-        vec![forward("all", vec![], &[("c", 100)])],
-        vec![c],
-    ))
-    .await
+    let mut route = forward("all", vec![], &[("c", 100)]);
+    if let Action::Forward(forward) = &mut route.action {
+        forward.retry = retry;
+    }
+    start(http_config(vec![route], vec![c])).await
 }
 
 /// Sends `n` requests at once; returns their statuses as they finish.
@@ -190,4 +208,45 @@ async fn a_connection_carries_at_most_its_share_of_requests() {
         3,
         "six requests, two a connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_budget_keeps_retries_from_multiplying_the_load_in_an_outage() {
+    // Every answer is 503, which the mesh's default policy retries twice.
+    let upstream = answering(503).await;
+    let proxy = limited_with(
+        upstream.address,
+        ConnectionLimits {
+            retry_budget: Some(RetryBudget {
+                percent: 0.0,
+                min_concurrency: 1,
+            }),
+            ..ConnectionLimits::default()
+        },
+        Some(RetryPolicy::mesh_default()),
+    )
+    .await;
+    let mut finished = send_all(&proxy, 20);
+    eventually("the upstream holds the twenty requests", || {
+        upstream.holding.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    // The outage answers them all at once: one retry at a time fits the budget.
+    upstream.gate.send(true).unwrap();
+    for _ in 0..20 {
+        assert_eq!(finished.recv().await.unwrap().0, 503);
+    }
+    let tries = upstream.requests.load(Ordering::SeqCst);
+    assert!(
+        tries < 30,
+        "{tries} tries reached the upstream (without the budget, 60)"
+    );
+    let snapshot = proxy.proxy.config.load();
+    let overflows = snapshot
+        .cluster("c")
+        .unwrap()
+        .1
+        .stats
+        .get(Stat::RetryOverflows);
+    assert!(overflows >= 10, "only {overflows} retries were refused");
 }

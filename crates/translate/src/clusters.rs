@@ -23,7 +23,7 @@ use trellis_api::networking::H2UpgradePolicy;
 use trellis_api::networking::{HttpSettings, TcpSettings};
 use trellis_api::types::{Duration, Protocol, labels_match};
 use trellis_proxy_config::{
-    Cluster, ConnectionLimits, Endpoint, ServiceRef, TcpKeepalive, UpstreamProtocol,
+    Cluster, ConnectionLimits, Endpoint, RetryBudget, ServiceRef, TcpKeepalive, UpstreamProtocol,
 };
 
 use crate::context::{Output, Scope};
@@ -113,7 +113,7 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
             subset: key.subset.clone(),
         }),
         outlier_detection: outlier::translate(policy.outlier_detection.as_ref(), warnings),
-        limits: limits(tcp, http),
+        limits: limits(tcp, http, policy.retry_budget.as_ref(), warnings),
         tcp_keepalive: tcp
             .and_then(|t| t.tcp_keepalive.as_ref())
             .map(|k| TcpKeepalive {
@@ -124,16 +124,30 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
     })
 }
 
-/// The connection pool's limits, as Istio sets Envoy's circuit breakers: a limit of 0 (or none)
-/// is no limit.
-fn limits(tcp: Option<&TcpSettings>, http: Option<&HttpSettings>) -> Option<ConnectionLimits> {
+/// The connection pool's limits, as Istio sets Envoy's circuit breakers (a limit of 0, or none,
+/// is no limit), and the retry budget (20% and 3 when its fields are unset, as in Envoy).
+fn limits(
+    tcp: Option<&TcpSettings>,
+    http: Option<&HttpSettings>,
+    budget: Option<&Sourced<'_, trellis_api::networking::RetryBudget>>,
+    warnings: &mut Warnings,
+) -> Option<ConnectionLimits> {
     let limit = |value: Option<i32>| value.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+    if let Some(budget) = budget
+        && budget.value.budget_interval.is_some()
+    {
+        budget.unsupported("budgetInterval", warnings);
+    }
     let limits = ConnectionLimits {
         max_connections: limit(tcp.and_then(|t| t.max_connections)),
         max_pending_requests: limit(http.and_then(|h| h.http1_max_pending_requests)),
         max_requests: limit(http.and_then(|h| h.http2_max_requests)),
         max_retries: limit(http.and_then(|h| h.max_retries)),
         max_requests_per_connection: limit(http.and_then(|h| h.max_requests_per_connection)),
+        retry_budget: budget.map(|b| RetryBudget {
+            percent: b.value.percent.map_or(20.0, |p| p.value()),
+            min_concurrency: b.value.min_retry_concurrency.unwrap_or(3),
+        }),
     };
     (limits != ConnectionLimits::default()).then_some(limits)
 }

@@ -18,7 +18,7 @@ use trellis_api::ObjectMeta;
 use trellis_api::meta::ROOT_NAMESPACE;
 use trellis_api::networking::{
     ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule,
-    LoadBalancerSettings, OutlierDetection, Subset, TrafficPolicy,
+    LoadBalancerSettings, OutlierDetection, RetryBudget, Subset, TrafficPolicy,
 };
 use trellis_api::types::labels_match;
 
@@ -166,6 +166,7 @@ pub(crate) struct Policy<'a> {
     pub(crate) load_balancer: Option<Sourced<'a, LoadBalancerSettings>>,
     pub(crate) connection_pool: Option<Sourced<'a, ConnectionPoolSettings>>,
     pub(crate) outlier_detection: Option<Sourced<'a, OutlierDetection>>,
+    pub(crate) retry_budget: Option<Sourced<'a, RetryBudget>>,
     tls: Option<Sourced<'a, ClientTlsSettings>>,
     /// Settings with no counterpart at all: where they were written.
     others: Vec<(&'a ObjectMeta, String)>,
@@ -229,10 +230,15 @@ impl<'a> Policy<'a> {
             format!("{base}.outlierDetection"),
         );
         set(&mut self.tls, tp.tls.as_ref(), rule, format!("{base}.tls"));
+        set(
+            &mut self.retry_budget,
+            tp.retry_budget.as_ref(),
+            rule,
+            format!("{base}.retryBudget"),
+        );
         for (field, present) in [
             ("tunnel", tp.tunnel.is_some()),
             ("proxyProtocol", tp.proxy_protocol.is_some()),
-            ("retryBudget", tp.retry_budget.is_some()),
         ] {
             if present {
                 self.others.push((rule, format!("{base}.{field}")));

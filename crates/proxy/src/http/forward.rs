@@ -162,17 +162,18 @@ fn overflow(cluster: &ClusterRuntime, outcome: &mut Outcome) -> Response<Body> {
     )
 }
 
-/// A place for one more retry under the cluster's retry limit: `Some(None)` when the cluster
-/// has no limits, `None` (counted) when retries are at their limit.
-fn retry_slot(cluster: &ClusterRuntime) -> Option<Option<Slot>> {
+/// Whether one more retry fits under the cluster's retry limit (always, without limits); its
+/// place goes in `held`, in place of the previous retry's, which is over.
+fn retry_slot(cluster: &ClusterRuntime, held: &mut Option<Slot>) -> bool {
     let Some(limits) = &cluster.limits else {
-        return Some(None);
+        return true;
     };
-    let slot = limits.retry();
-    if slot.is_none() {
+    *held = None;
+    *held = limits.retry();
+    if held.is_none() {
         cluster.stats.bump(Stat::RetryOverflows);
     }
-    slot.map(Some)
+    held.is_some()
 }
 
 /// Chooses one destination in proportion to the weights.
@@ -271,7 +272,7 @@ async fn send_with_retries(
     let mut tried_count = 0;
     let mut retry = 0u32;
     // The retry in progress's place under the cluster's retry limit.
-    let mut _retrying: Option<Slot> = None;
+    let mut retrying: Option<Slot> = None;
     loop {
         let Some(index) = cluster.pick(hash, &tried[..tried_count]) else {
             cluster.stats.bump(Stat::NoEndpoint);
@@ -348,12 +349,8 @@ async fn send_with_retries(
                 drop(in_flight);
                 outcome.upstream_service_time = Some(round_trip);
                 let retryable = policy.is_some_and(|p| retryable_response(p, &response));
-                if retryable
-                    && may_retry
-                    && body.can_repeat()
-                    && let Some(slot) = retry_slot(cluster)
+                if retryable && may_retry && body.can_repeat() && retry_slot(cluster, &mut retrying)
                 {
-                    _retrying = slot;
                     retry += 1;
                     cluster.stats.bump(Stat::Retries);
                     drop(response);
@@ -398,12 +395,8 @@ async fn send_with_retries(
                     }
                 };
                 let retryable = policy.is_some_and(|p| retryable_failure(p, &failure));
-                if retryable
-                    && may_retry
-                    && body.can_repeat()
-                    && let Some(slot) = retry_slot(cluster)
+                if retryable && may_retry && body.can_repeat() && retry_slot(cluster, &mut retrying)
                 {
-                    _retrying = slot;
                     retry += 1;
                     cluster.stats.bump(Stat::Retries);
                     backoff(policy, retry, deadline).await;

@@ -66,9 +66,18 @@ impl Limits {
     }
 
     /// A retry slot, held while the retry is in progress; `None` when retries are at their
-    /// limit (the failed try's outcome stands).
+    /// limit (the failed try's outcome stands). A retry budget, when set, is the limit: its
+    /// share of the requests in progress, or its minimum, whichever is more.
     pub fn retry(self: &Arc<Self>) -> Option<Slot> {
-        take(&self.retries, self.config.max_retries).then(|| Slot::new(self, Kind::Retry))
+        let limit = match &self.config.retry_budget {
+            Some(budget) => {
+                let requests = f64::from(self.requests.load(Ordering::Relaxed));
+                let share = (requests * budget.percent / 100.0) as u32;
+                Some(share.max(budget.min_concurrency))
+            }
+            None => self.config.max_retries,
+        };
+        take(&self.retries, limit).then(|| Slot::new(self, Kind::Retry))
     }
 
     /// A connection slot, held for the connection's life, if one is free.
@@ -185,5 +194,23 @@ mod tests {
         assert_eq!(limits.counts()[1], ("rq_pending_open", 100));
         drop((second, third, pending));
         assert_eq!(limits.counts()[0], ("cx_open", 0));
+    }
+
+    #[test]
+    fn a_retry_budget_grows_with_the_requests_in_progress() {
+        let limits = Limits::new(&ConnectionLimits {
+            max_retries: Some(100),
+            retry_budget: Some(trellis_proxy_config::RetryBudget {
+                percent: 20.0,
+                min_concurrency: 2,
+            }),
+            ..ConnectionLimits::default()
+        });
+        let retries: Vec<_> = std::iter::from_fn(|| limits.retry()).take(10).collect();
+        assert_eq!(retries.len(), 2, "the minimum while nothing is in progress");
+        let requests: Vec<_> = (0..50).map(|_| limits.request().unwrap()).collect();
+        let more: Vec<_> = std::iter::from_fn(|| limits.retry()).take(20).collect();
+        assert_eq!(retries.len() + more.len(), 10, "20% of 50 requests");
+        drop((retries, more, requests));
     }
 }

@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 
 use trellis_api::types::Duration;
 use trellis_proxy_config::{
-    ConnectionLimits, HashKey, LoadBalancer, OutlierDetection, ServiceRef, TcpKeepalive,
-    UpstreamProtocol,
+    ConnectionLimits, HashKey, LoadBalancer, OutlierDetection, RetryBudget, ServiceRef,
+    TcpKeepalive, UpstreamProtocol,
 };
 
 use crate::GatewayOptions;
@@ -251,6 +251,7 @@ spec:
             max_requests: Some(100),
             max_retries: None,
             max_requests_per_connection: Some(1),
+            retry_budget: None,
         })
     );
     assert_eq!(
@@ -262,6 +263,29 @@ spec:
         })
     );
     assert_eq!(reviews("").config.clusters[ALL].limits, None);
+
+    let budget = |settings: &str| {
+        let t = reviews(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+             metadata: {{name: reviews, namespace: default}}\n\
+             spec:\n  host: reviews\n  trafficPolicy: {{retryBudget: {settings}}}\n"
+        ));
+        t.config.clusters[ALL].limits.clone().unwrap().retry_budget
+    };
+    assert_eq!(
+        budget("{}"),
+        Some(RetryBudget {
+            percent: 20.0,
+            min_concurrency: 3
+        })
+    );
+    assert_eq!(
+        budget("{percent: 5, minRetryConcurrency: 1}"),
+        Some(RetryBudget {
+            percent: 5.0,
+            min_concurrency: 1
+        })
+    );
 }
 
 #[test]
