@@ -44,6 +44,7 @@ fn route(name: &str, matches: Vec<RouteMatch>) -> Route {
         headers: HeaderOperations::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     }
 }
 

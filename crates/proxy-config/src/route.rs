@@ -42,6 +42,20 @@ pub struct Route {
     /// Cross-origin requests from browsers: preflights answered, responses marked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsPolicy>,
+    /// A token bucket the route's requests draw from; past it, 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Local rate limiting: a token bucket, shared by every route (and worker) that names it,
+/// refilled at `requests_per_second` up to `burst` tokens; a request finding it empty is
+/// answered 429 with flag `RL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Routes naming the same bucket share it.
+    pub bucket: String,
+    pub requests_per_second: f64,
+    pub burst: u32,
 }
 
 /// Istio's `corsPolicy`, with Envoy's CORS filter's semantics.

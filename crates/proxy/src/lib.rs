@@ -20,6 +20,7 @@ pub mod fast_map;
 mod h1;
 pub mod http;
 pub mod listener;
+pub mod rate_limit;
 pub mod router;
 pub mod standalone;
 pub mod state;

@@ -240,6 +240,7 @@ mod tests {
             headers: HeaderOperations::default(),
             fault: None,
             cors: None,
+            rate_limit: None,
         }
     }
 

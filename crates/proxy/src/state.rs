@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use trellis_proxy_config::Config;
 
 use crate::fast_map::FastMap;
+use crate::rate_limit::TokenBucket;
 use crate::router::Router;
 use crate::telemetry::Metrics;
 use crate::upstream::ClusterRuntime;
@@ -24,6 +25,8 @@ pub struct Snapshot {
     pub version: u64,
     pub config: Arc<Config>,
     pub routers: FastMap<String, Arc<Router>>,
+    /// The token buckets routes draw from, by name.
+    pub buckets: FastMap<String, Arc<TokenBucket>>,
     /// Each cluster's place in `cluster_list` (in the order of `config.clusters`), by name.
     clusters: FastMap<String, ClusterId>,
     cluster_list: Vec<Arc<ClusterRuntime>>,
@@ -47,6 +50,23 @@ impl Snapshot {
             .iter()
             .map(|(name, table)| (name.clone(), Arc::new(Router::new(table))))
             .collect();
+        let mut buckets: FastMap<String, Arc<TokenBucket>> = FastMap::default();
+        let limits = config
+            .routes
+            .values()
+            .flat_map(|table| &table.virtual_hosts)
+            .flat_map(|host| &host.routes)
+            .filter_map(|route| route.rate_limit.as_ref());
+        for limit in limits {
+            let reused = previous
+                .and_then(|p| p.buckets.get(&limit.bucket))
+                .filter(|old| old.is_for(limit));
+            buckets.entry(limit.bucket.clone()).or_insert_with(|| {
+                reused
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(TokenBucket::new(limit)))
+            });
+        }
         let mut clusters = FastMap::default();
         let mut cluster_list = Vec::with_capacity(config.clusters.len());
         for (name, cluster) in &config.clusters {
@@ -64,6 +84,7 @@ impl Snapshot {
             version,
             config: Arc::new(config),
             routers,
+            buckets,
             clusters,
             cluster_list,
         }

@@ -240,6 +240,7 @@ async fn redirects_build_the_location() {
         headers: HeaderOperations::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     };
     let routes = vec![
         redirect(

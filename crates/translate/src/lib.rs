@@ -47,6 +47,7 @@ mod hosts;
 mod load_balancer;
 mod matches;
 mod outlier;
+mod rate_limits;
 pub mod registry;
 mod resources;
 mod retries;

@@ -9,7 +9,8 @@
 //! three actions, in the model's order (set, add, remove); setting the `host` or `:authority`
 //! request header is an authority rewrite, as Istio does (for a lone destination its own
 //! `host` header too, unless the rule rewrites the authority already). A rule's `fault`
-//! ([`crate::faults`]) and `corsPolicy` ([`crate::cors`]) come before any of the three.
+//! ([`crate::faults`]) and `corsPolicy` ([`crate::cors`]) come before any of the three, and
+//! the VirtualService's rate-limit annotations ([`crate::rate_limits`]) before those.
 //!
 //! Mirrors (`mirror` with `mirrorPercentage` or the deprecated `mirrorPercent`, and `mirrors`)
 //! become the forward's mirrors: a share of 100 when none is given, none at 0, as in Istio.
@@ -26,6 +27,7 @@ use crate::cors;
 use crate::destinations::{self, Written};
 use crate::faults;
 use crate::matches::{self, At};
+use crate::rate_limits;
 use crate::retries;
 use crate::rules::Rule;
 
@@ -74,6 +76,7 @@ fn translate(
         headers,
         fault: faults::fault(rule, &mut out.warnings),
         cors: cors::policy(rule),
+        rate_limit: rate_limits::rate_limit(rule, &mut out.warnings),
     })
 }
 

@@ -87,6 +87,7 @@ fn bookinfo_gateway() {
         headers: Default::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     };
     let table = RouteTable {
         name: "http.8080".into(),

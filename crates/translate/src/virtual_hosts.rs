@@ -163,6 +163,7 @@ fn https_redirect() -> Route {
         headers: Default::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The HTTP connection manager: every request on an HTTP listener goes through [`handle`],
 //! which finds its route and carries out the route's action.
 //!
-//! Request lifecycle: load the snapshot in force → find the virtual host and route → CORS
-//! (answer a preflight) → inject the route's faults → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
+//! Request lifecycle: load the snapshot in force → find the virtual host and route → local
+//! rate limit → CORS (answer a preflight) → inject the route's faults → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
 //! send, retry within the policy and timeout) → change response headers → stream the response
 //! body back, recording telemetry when it ends.
 
@@ -94,7 +94,18 @@ pub(crate) async fn handle_parts(
     if outcome.logged {
         outcome.route = Some(matched.route.clone());
     }
-    // CORS first, as in Istio's filter chain: a preflight never meets a fault, and every
+    if let Some(limit) = &matched.route.rate_limit
+        && let Some(bucket) = snapshot.buckets.get(&limit.bucket)
+        && !bucket.take()
+    {
+        let refused = outcome.fail(
+            ResponseFlags::RATE_LIMITED,
+            StatusCode::TOO_MANY_REQUESTS,
+            "local_rate_limited",
+        );
+        return Ok(finish(downstream, outcome, refused));
+    }
+    // CORS next, as in Istio's filter chain: a preflight never meets a fault, and every
     // answer to an allowed origin is marked, the proxy's own included.
     let allowed = match matched.route.cors.as_ref() {
         None => None,

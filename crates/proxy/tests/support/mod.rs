@@ -214,6 +214,7 @@ pub fn forward(name: &str, matches: Vec<RouteMatch>, destinations: &[(&str, u32)
         headers: HeaderOperations::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     }
 }
 
@@ -229,6 +230,7 @@ pub fn direct(name: &str, matches: Vec<RouteMatch>, status: u16, body: &str) -> 
         headers: HeaderOperations::default(),
         fault: None,
         cors: None,
+        rate_limit: None,
     }
 }
 

@@ -238,6 +238,7 @@ fn https_redirect_answers_every_request_with_a_redirect() {
                 headers: Default::default(),
                 fault: None,
                 cors: None,
+                rate_limit: None,
             }],
         })
         .collect();
