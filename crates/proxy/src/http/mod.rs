@@ -29,8 +29,6 @@ pub use outcome::Outcome;
 use self::cors::Cors;
 use crate::Proxy;
 use crate::body::{Body, ClientBody};
-use crate::router::Matched;
-use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
 
 /// What a request knows about the connection it came on.
@@ -61,7 +59,7 @@ pub fn handle(
 /// Handles one request, given as its head and body.
 pub(crate) async fn handle_parts(
     downstream: &Arc<Downstream>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: ClientBody,
 ) -> Result<Response<Body>, Infallible> {
     let started = crate::clock::now();
@@ -88,7 +86,7 @@ pub(crate) async fn handle_parts(
             StatusCode::NOT_FOUND,
             "route not found",
         );
-        return Ok(finish(downstream, outcome, reply));
+        return Ok(finish(downstream, outcome, reply, None));
     };
     // Only the access log names the route.
     if outcome.logged {
@@ -103,38 +101,22 @@ pub(crate) async fn handle_parts(
             StatusCode::TOO_MANY_REQUESTS,
             "local_rate_limited",
         );
-        return Ok(finish(downstream, outcome, refused));
+        return Ok(finish(downstream, outcome, refused, None));
     }
     // CORS next, as in Istio's filter chain: a preflight never meets a fault, and every
     // answer to an allowed origin is marked, the proxy's own included.
     let allowed = match matched.route.cors.as_ref() {
         None => None,
         Some(policy) => match cors::check(policy, &parts) {
-            Cors::Answer(answer) => return Ok(finish(downstream, outcome, answer)),
+            Cors::Answer(answer) => return Ok(finish(downstream, outcome, answer, None)),
             Cors::Allowed(origin) => Some((policy, origin)),
             Cors::Untouched => None,
         },
     };
-    let mut response = respond(&snapshot, downstream, &matched, parts, body, &mut outcome).await;
-    if let Some((policy, origin)) = allowed {
-        cors::mark(policy, origin, response.headers_mut());
-    }
-    Ok(finish(downstream, outcome, response))
-}
-
-/// Injects the route's faults, then carries out its action.
-async fn respond(
-    snapshot: &Snapshot,
-    downstream: &Arc<Downstream>,
-    matched: &Matched<'_>,
-    mut parts: http::request::Parts,
-    body: ClientBody,
-    outcome: &mut Outcome,
-) -> Response<Body> {
     if let Some(fault) = &matched.route.fault {
         // Boxed, as the rare path it is: inline, its future would make every request's larger.
-        if let Some(aborted) = Box::pin(fault::inject(fault, outcome)).await {
-            return aborted;
+        if let Some(aborted) = Box::pin(fault::inject(fault, &mut outcome)).await {
+            return Ok(finish(downstream, outcome, aborted, allowed));
         }
     }
     let mut response = match &matched.route.action {
@@ -156,14 +138,14 @@ async fn respond(
             ),
             Some(destination) => {
                 let mut response = forward::forward(
-                    snapshot,
+                    &snapshot,
                     downstream,
-                    matched,
+                    &matched,
                     forward,
                     destination,
                     &mut parts,
                     body,
-                    outcome,
+                    &mut outcome,
                 )
                 .await;
                 // The destination's changes after the route's, on responses as on requests:
@@ -171,21 +153,25 @@ async fn respond(
                 headers::apply(&matched.route.headers.response, response.headers_mut());
                 headers::apply(&destination.headers.response, response.headers_mut());
                 crate::h1::keep_map(std::mem::take(&mut parts.headers));
-                return response;
+                return Ok(finish(downstream, outcome, response, allowed));
             }
         },
     };
     headers::apply(&matched.route.headers.response, response.headers_mut());
-    response
+    Ok(finish(downstream, outcome, response, allowed))
 }
 
 /// Sends a response on its way, recording the request (metrics, access log) when the response
-/// body ends.
+/// body ends; marks it for the allowed origin of a cross-origin request.
 fn finish(
     downstream: &Arc<Downstream>,
     mut outcome: Box<Outcome>,
-    response: Response<Body>,
+    mut response: Response<Body>,
+    allowed: Option<(&trellis_proxy_config::CorsPolicy, http::HeaderValue)>,
 ) -> Response<Body> {
+    if let Some((policy, origin)) = allowed {
+        cors::mark(policy, origin, response.headers_mut());
+    }
     outcome.status = response.status().as_u16();
     if outcome.grpc {
         outcome.grpc_status = tracked::grpc_status(response.headers());

@@ -48,8 +48,15 @@ pub(super) struct Connection {
     read: BytesMut,
     /// Outgoing bytes: a request head, a body's framing.
     write: Vec<u8>,
-    /// Its place under the cluster's connection limit, when the cluster has limits.
-    slot: Option<Slot>,
+    /// Its place under the cluster's limits, when the cluster has limits (boxed: a connection
+    /// is moved with every response, and most clusters have none).
+    limited: Option<Box<Limited>>,
+}
+
+/// A connection's standing under its cluster's limits.
+#[derive(Debug)]
+struct Limited {
+    slot: Slot,
     /// Requests it has carried to their end.
     carried: u32,
 }
@@ -69,23 +76,24 @@ impl Connection {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
-            slot,
-            carried: 0,
+            limited: slot.map(|slot| Box::new(Limited { slot, carried: 0 })),
         }
     }
 
     /// The limits its place was taken under, if any.
     pub(super) fn limits(&self) -> Option<&super::limits::Limits> {
-        self.slot.as_ref().map(Slot::limits)
+        self.limited.as_ref().map(|limited| limited.slot.limits())
     }
 
-    /// Whether it may carry another request under the cluster's per-connection limit.
-    fn may_carry_another(&self) -> bool {
-        let limit = self
-            .slot
-            .as_ref()
-            .and_then(|slot| slot.limits().max_requests_per_connection());
-        limit.is_none_or(|limit| self.carried < limit)
+    /// Notes a request carried to its end; whether it may carry another under the cluster's
+    /// per-connection limit.
+    fn carried_one(&mut self) -> bool {
+        let Some(limited) = self.limited.as_deref_mut() else {
+            return true;
+        };
+        limited.carried += 1;
+        let limit = limited.slot.limits().max_requests_per_connection();
+        limit.is_none_or(|limit| limited.carried < limit)
     }
 
     /// Whether the endpoint closed the connection, or sent something unasked, while it was idle.
@@ -574,17 +582,15 @@ impl ResponseBody {
             return;
         }
         self.ended = true;
-        if let Some(mut connection) = self.connection.take() {
-            connection.carried += 1;
-            if self.reusable
-                && self.upload.finished
-                && !self.upload.failed
-                && connection.read.is_empty()
-                && connection.may_carry_another()
-            {
-                connection.write.clear();
-                self.pool.recycle(connection);
-            }
+        if let Some(mut connection) = self.connection.take()
+            && connection.carried_one()
+            && self.reusable
+            && self.upload.finished
+            && !self.upload.failed
+            && connection.read.is_empty()
+        {
+            connection.write.clear();
+            self.pool.recycle(connection);
         }
     }
 

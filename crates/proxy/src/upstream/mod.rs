@@ -160,11 +160,25 @@ impl ClusterRuntime {
     /// An endpoint for the next request, skipping those in `avoid` when others exist, and
     /// those outlier detection ejected unless too few are left (panic) or the balancer offers
     /// nothing else.
+    #[inline]
     pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
-        let outliers = match &self.outliers {
-            Some(outliers) if !outliers.none_ejected() && !outliers.panicking() => outliers,
-            _ => return self.balancer.pick(&self.endpoints, hash, avoid),
-        };
+        match &self.outliers {
+            Some(outliers) if !outliers.none_ejected() && !outliers.panicking() => {
+                self.pick_around_ejected(outliers, hash, avoid)
+            }
+            _ => self.balancer.pick(&self.endpoints, hash, avoid),
+        }
+    }
+
+    /// [`Self::pick`] while some endpoints are ejected: apart from the request path's usual way.
+    #[cold]
+    #[inline(never)]
+    fn pick_around_ejected(
+        &self,
+        outliers: &Outliers,
+        hash: Option<u64>,
+        avoid: &[usize],
+    ) -> Option<usize> {
         // The balancer picks as usual; an ejected pick is avoided and the balancer asked again.
         const REPICKS: usize = 8;
         let mut skip = [0usize; 2 * REPICKS];

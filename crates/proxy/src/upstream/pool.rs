@@ -280,6 +280,7 @@ impl EndpointPool {
     }
 
     /// A pooled connection of this worker that is still open and has not idled too long.
+    #[inline]
     pub(super) fn take_idle(&self) -> Option<http1::Connection> {
         let mut idle = self.mine().idle.lock().ok()?;
         while let Some(mut candidate) = idle.pop() {
