@@ -34,6 +34,34 @@ pub struct Cluster {
     /// TCP keep-alive probes on connections to the endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Active health checking: endpoints that fail it leave balancing until they pass again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Active health checking, as Envoy's: every `interval` the proxy checks each endpoint, within
+/// `timeout`; `unhealthy_threshold` failures in a row take an endpoint out of balancing and
+/// `healthy_threshold` passes in a row bring it back. Endpoints start healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub check: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+/// How an endpoint is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    /// A connection can be made.
+    Tcp,
+    /// `GET path` over HTTP/1.1 answers 2xx.
+    Http { path: String },
+    /// The gRPC health protocol (`grpc.health.v1.Health/Check`) over h2c answers `SERVING`
+    /// for `service` (empty: the server as a whole).
+    Grpc { service: String },
 }
 
 /// Circuit breaking (Istio's `connectionPool`, Envoy's circuit breakers and pool settings):

@@ -162,11 +162,16 @@ fn clusters_text(proxy: &Proxy) -> String {
                 cluster.pool(index).idle_connections()
             );
             let (ejected, ejections) = cluster.outlier_status(index);
-            let flags = if ejected {
-                "/failed_outlier_check"
-            } else {
-                "healthy"
-            };
+            let mut flags = String::new();
+            if !cluster.is_healthy(index) {
+                flags.push_str("/failed_active_hc");
+            }
+            if ejected {
+                flags.push_str("/failed_outlier_check");
+            }
+            if flags.is_empty() {
+                flags.push_str("healthy");
+            }
             let _ = writeln!(out, "{name}::{address}::health_flags::{flags}");
             let _ = writeln!(out, "{name}::{address}::outlier_ejections::{ejections}");
         }
@@ -193,12 +198,13 @@ fn clusters_json(proxy: &Proxy) -> serde_json::Value {
                 .enumerate()
                 .map(|(index, e)| {
                     let (ejected, ejections) = cluster.outlier_status(index);
+                    let healthy = !ejected && cluster.is_healthy(index);
                     json!({
                         "address": e.address.to_string(),
                         "weight": e.weight,
                         "active_requests": e.in_flight.load(Ordering::Relaxed),
                         "idle_connections": cluster.pool(index).idle_connections(),
-                        "healthy": !ejected,
+                        "healthy": healthy,
                         "outlier_ejections": ejections,
                     })
                 })

@@ -191,6 +191,7 @@ pub async fn start(
     drain: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<Bound>> {
     let snapshot = proxy.config.load();
+    tokio::spawn(upstream::health::run(proxy.clone(), drain.clone()));
     let mut bound = Vec::new();
     for spec in &snapshot.config.listeners {
         let listener = TcpListener::bind(spec.address).await.map_err(|e| {

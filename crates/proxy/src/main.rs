@@ -181,6 +181,10 @@ async fn run(
         },
     };
     tokio::spawn(admin::serve(proxy.clone(), admin_listener, controls));
+    tokio::spawn(trellis_proxy::upstream::health::run(
+        proxy.clone(),
+        draining.clone(),
+    ));
     tracing::info!(admin = %args.admin_address, "ready");
 
     let mut terminate = signal(SignalKind::terminate())?;

@@ -7,7 +7,9 @@
 //! timeout, the idle timeout of pooled connections (`http.idleTimeout`; `0s`, which turns it
 //! off in Istio, leaves it unset), TCP keep-alive, and the limits (`tcp.maxConnections`,
 //! `http.http1MaxPendingRequests`, `http.http2MaxRequests`, `http.maxRetries`,
-//! `http.maxRequestsPerConnection`; 0 is no limit, as Istio leaves Envoy's at the maximum).
+//! `http.maxRequestsPerConnection`; 0 is no limit, as Istio leaves Envoy's at the maximum);
+//! its `healthcheck.trellis.io/*` annotations set active health checking
+//! ([`crate::health_checks`]).
 //! The upstream protocol is HTTP/2 for HTTP2, GRPC and
 //! GRPC-Web ports, the client's protocol with `useClientProtocol`, HTTP/2 with
 //! `h2UpgradePolicy: UPGRADE` on an HTTP port (or one with no declared protocol), else HTTP/1.1.
@@ -28,6 +30,7 @@ use trellis_proxy_config::{
 
 use crate::context::{Output, Scope};
 use crate::destination_rules::{self, Policy, Sourced};
+use crate::health_checks;
 use crate::load_balancer;
 use crate::outlier;
 use crate::registry::ServicePort;
@@ -121,6 +124,10 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
                 interval: k.interval,
                 probes: k.probes,
             }),
+        health_check: rules
+            .as_ref()
+            .and_then(|r| r.annotated(health_checks::PREFIX))
+            .and_then(|rule| health_checks::health_check(rule, warnings)),
     })
 }
 

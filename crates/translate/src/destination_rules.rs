@@ -64,6 +64,14 @@ impl<'a> RuleInForce<'a> {
         })
     }
 
+    /// The first of the rules (by name) that has any annotation starting with `prefix`.
+    pub(crate) fn annotated(&self, prefix: &str) -> Option<&'a ObjectMeta> {
+        self.rules
+            .iter()
+            .map(|r| r.meta)
+            .find(|meta| meta.annotations.keys().any(|k| k.starts_with(prefix)))
+    }
+
     /// `namespace/name` of the rules, for messages.
     pub(crate) fn names(&self) -> String {
         let names: Vec<String> = self.rules.iter().map(|r| r.full_name()).collect();

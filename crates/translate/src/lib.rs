@@ -43,6 +43,7 @@ mod destination_rules;
 mod destinations;
 mod faults;
 mod gateway;
+mod health_checks;
 mod hosts;
 mod load_balancer;
 mod matches;

@@ -118,6 +118,7 @@ fn bookinfo_gateway() {
         outlier_detection: None,
         limits: None,
         tcp_keepalive: None,
+        health_check: None,
     };
     assert_eq!(config.clusters, BTreeMap::from([(cluster_name, cluster)]));
     assert!(config.dangling_references().is_empty());

@@ -4,6 +4,7 @@
 //! A cluster's runtime survives configuration updates that leave the cluster unchanged, so its
 //! pooled connections and load statistics carry over.
 
+pub mod health;
 mod http1;
 mod limits;
 mod outlier;
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use trellis_proxy_config::{Cluster, UpstreamProtocol};
 
+pub use health::Health;
 pub use limits::{Limits, Overflow, Slot};
 pub use outlier::Outliers;
 pub use pool::{
@@ -35,6 +37,8 @@ pub struct ClusterRuntime {
     outliers: Option<Outliers>,
     /// Present when the cluster has connection or request limits.
     pub limits: Option<Arc<Limits>>,
+    /// Present when the cluster's endpoints are health checked.
+    pub health: Option<Health>,
     pub stats: ClusterStats,
     /// Where requests to this cluster are counted (Istio's metrics, labelled by its service).
     pub metrics: Arc<EdgeMetrics>,
@@ -57,10 +61,14 @@ pub enum Stat {
     Overflows,
     /// Retries not made because retries were at their limit.
     RetryOverflows,
+    /// Endpoints taken out of balancing by failed health checks.
+    HealthFailures,
+    /// Endpoints brought back by passed health checks.
+    HealthReturns,
 }
 
 impl Stat {
-    pub const ALL: [Stat; 10] = [
+    pub const ALL: [Stat; 12] = [
         Stat::Requests,
         Stat::ConnectFailures,
         Stat::Resets,
@@ -71,6 +79,8 @@ impl Stat {
         Stat::Returns,
         Stat::Overflows,
         Stat::RetryOverflows,
+        Stat::HealthFailures,
+        Stat::HealthReturns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +95,8 @@ impl Stat {
             Stat::Returns => "outlier_returns",
             Stat::Overflows => "overflows",
             Stat::RetryOverflows => "retry_overflows",
+            Stat::HealthFailures => "health_check_failures",
+            Stat::HealthReturns => "health_check_returns",
         }
     }
 }
@@ -136,6 +148,10 @@ impl ClusterRuntime {
                 .as_ref()
                 .map(|od| Outliers::new(od, config.endpoints.len())),
             limits: config.limits.as_ref().map(Limits::new),
+            health: config
+                .health_check
+                .as_ref()
+                .map(|check| Health::new(check, config.endpoints.len())),
             stats: ClusterStats::default(),
             metrics: metrics.outbound(config.service.as_ref(), None),
             config: config.clone(),
@@ -162,20 +178,25 @@ impl ClusterRuntime {
     /// nothing else.
     #[inline]
     pub fn pick(&self, hash: Option<u64>, avoid: &[usize]) -> Option<usize> {
-        match &self.outliers {
-            Some(outliers) if !outliers.none_ejected() && !outliers.panicking() => {
-                self.pick_around_ejected(outliers, hash, avoid)
-            }
-            _ => self.balancer.pick(&self.endpoints, hash, avoid),
+        let ejecting = self
+            .outliers
+            .as_ref()
+            .filter(|o| !o.none_ejected() && !o.panicking());
+        let unhealthy = self.health.as_ref().filter(|h| !h.none_unhealthy());
+        if ejecting.is_none() && unhealthy.is_none() {
+            return self.balancer.pick(&self.endpoints, hash, avoid);
         }
+        self.pick_around_unavailable(ejecting, unhealthy, hash, avoid)
     }
 
-    /// [`Self::pick`] while some endpoints are ejected: apart from the request path's usual way.
+    /// [`Self::pick`] while some endpoints are ejected or unhealthy: apart from the request
+    /// path's usual way.
     #[cold]
     #[inline(never)]
-    fn pick_around_ejected(
+    fn pick_around_unavailable(
         &self,
-        outliers: &Outliers,
+        ejecting: Option<&Outliers>,
+        unhealthy: Option<&Health>,
         hash: Option<u64>,
         avoid: &[usize],
     ) -> Option<usize> {
@@ -186,12 +207,13 @@ impl ClusterRuntime {
         skip[..kept].copy_from_slice(&avoid[..kept]);
         for len in kept..kept + REPICKS {
             let index = self.balancer.pick(&self.endpoints, hash, &skip[..len])?;
-            if !self.is_ejected(outliers, index) {
+            let ejected = ejecting.is_some_and(|o| self.is_ejected(o, index));
+            if !ejected && unhealthy.is_none_or(|h| h.is_healthy(index)) {
                 return Some(index);
             }
             skip[len] = index;
         }
-        // Every endpoint the balancer offered is ejected: balance as if none were.
+        // Every endpoint the balancer offered is out: balance as if none were.
         self.balancer.pick(&self.endpoints, hash, avoid)
     }
 
@@ -202,13 +224,18 @@ impl ClusterRuntime {
         outliers.is_ejected(index, endpoint.address, &self.config.name, &self.stats)
     }
 
-    /// Whether endpoint `index` is out of balancing now (for `/clusters`), and how many times
-    /// in a row it has been ejected.
+    /// Whether endpoint `index` is ejected now (for `/clusters`), and how many times in a row
+    /// it has been ejected.
     pub fn outlier_status(&self, index: usize) -> (bool, u32) {
         match &self.outliers {
             Some(outliers) => (self.is_ejected(outliers, index), outliers.ejections(index)),
             None => (false, 0),
         }
+    }
+
+    /// Whether endpoint `index` passes its health checks (always, when unchecked).
+    pub fn is_healthy(&self, index: usize) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_healthy(index))
     }
 
     /// Records the outcome of a try on endpoint `index` for outlier detection: the response's

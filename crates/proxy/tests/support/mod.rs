@@ -189,6 +189,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], load_balancer: LoadBalancer
         outlier_detection: None,
         limits: None,
         tcp_keepalive: None,
+        health_check: None,
     }
 }
 
