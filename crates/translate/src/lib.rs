@@ -3,8 +3,8 @@
 //!
 //! Everything here is a pure function of its inputs: no I/O, no clock, no randomness, so the
 //! same files always give the same configuration and every rule can be tested without sockets.
-//! The proxy's standalone mode uses [`gateway`] for an edge gateway today; the control plane
-//! will translate for sidecars with the same pieces.
+//! Two roles: [`gateway`] (an edge gateway, what the proxy's standalone mode runs) and
+//! [`sidecar`] (a workload's proxy: outbound to the mesh, inbound to its application).
 //!
 //! Translation never fails. What the model cannot express yet is left out and reported in
 //! [`Translation::warnings`], naming the resource and field, so nothing is dropped silently.
@@ -30,6 +30,9 @@
 //! - `destinations`, `clusters`, `destination_rules`, `load_balancer`: a cluster per
 //!   (host, port, subset) routes refer to, named `outbound|PORT|SUBSET|HOST`, shaped by the
 //!   DestinationRule Istio would pick. Load balancing defaults to least request, as in Istio.
+//! - `sidecar`: the outbound route table (a virtual host per service port the workload may
+//!   reach, honouring `exportTo` and the `Sidecar` in force, with the VirtualServices bound to
+//!   `mesh`) and the inbound listeners in front of the application.
 //! - The proxy's namespace (`istio-system` unless [`GatewayOptions::namespace`] says otherwise)
 //!   decides what it sees through `exportTo` and where DestinationRules are looked up first.
 
@@ -54,6 +57,7 @@ mod resources;
 mod retries;
 mod routes;
 mod rules;
+mod sidecar;
 mod tcp;
 mod virtual_hosts;
 mod warnings;
@@ -71,6 +75,7 @@ use trellis_proxy_config::Config;
 
 pub use access_logging::{ENVOY_PROVIDER, access_logging};
 pub use registry::{Registry, Resolve, Service, ServiceEndpoint, ServicePort};
+pub use sidecar::{OUTBOUND, SidecarOptions};
 
 /// A proxy's configuration and what could not be put in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,4 +119,16 @@ pub fn gateway(
     options: &GatewayOptions,
 ) -> Translation {
     gateway::translate(resources, registry, options)
+}
+
+/// The configuration of a sidecar proxy: an outbound listener and route table for every
+/// service its workload may reach, with the VirtualServices bound to `mesh`, and inbound
+/// listeners in front of its application ([`sidecar`](crate::SidecarOptions) documents the
+/// rules).
+pub fn sidecar(
+    resources: &[Resource],
+    registry: &Registry,
+    options: &SidecarOptions,
+) -> Translation {
+    sidecar::translate(resources, registry, options)
 }
