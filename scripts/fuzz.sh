@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every target for a bounded total time (seconds, default 60), split between them: the
-# configuration loader (seeded with Istio's samples and the project's fixtures) gets half, the
+# configuration loader (seeded with Istio's samples and the project's fixtures) gets half; the
 # proxy's request-head handling and its protocol detection (seeded with a few request heads and
-# connection prefaces) share the rest. Installs cargo-fuzz if it is missing.
+# connection prefaces) and the decoding of xDS resources share the rest. Installs cargo-fuzz if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -14,7 +14,7 @@ fi
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus/load_config" "$corpus/request_headers" "$corpus/detect_protocol"
+mkdir -p "$corpus/load_config" "$corpus/request_headers" "$corpus/detect_protocol" "$corpus/xds_resources"
 find "$reference/samples" crates/api/tests/fixtures -type f \( -name '*.yaml' -o -name '*.json' \) \
   -exec cp --backup=numbered -t "$corpus/load_config" {} +
 heads=$corpus/request_headers
@@ -43,5 +43,6 @@ fuzz() {
 half=$((seconds / 2))
 rest=$((seconds - half))
 fuzz load_config "$half" 65536
-fuzz request_headers $((rest * 3 / 5)) 16384
-fuzz detect_protocol $((rest - rest * 3 / 5)) 4096
+fuzz request_headers $((rest * 2 / 5)) 16384
+fuzz xds_resources $((rest * 2 / 5)) 16384
+fuzz detect_protocol $((rest - rest * 4 / 5)) 4096
