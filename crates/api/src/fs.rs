@@ -80,6 +80,19 @@ fn walk(dir: &Path, found: &mut Vec<Found>) {
     }
 }
 
+/// The addresses the system resolver gives `host` (none when it does not resolve, which is
+/// logged): what ServiceEntries with DNS resolution are resolved with outside tests.
+pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    match (host, 0).to_socket_addrs() {
+        Ok(addresses) => addresses.map(|a| a.ip()).collect(),
+        Err(error) => {
+            tracing::warn!(%host, %error, "cannot resolve");
+            Vec::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

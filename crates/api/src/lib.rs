@@ -31,5 +31,5 @@ mod testing;
 pub use load::{FileLoad, LoadOptions, Loaded, Location, Origin, Rejected, Skipped, load_text};
 pub use meta::ObjectMeta;
 pub use path::FieldPath;
-pub use resource::{Kind, Object, Resource};
+pub use resource::{Kind, Object, Resource, latest_definitions};
 pub use validate::{FieldIssue, Severity};

@@ -145,6 +145,34 @@ impl FileLoad {
     pub fn is_clean(&self) -> bool {
         self.rejected.is_empty() && self.syntax.is_none()
     }
+
+    /// Every error in the file, one line each, located (`file:line:column: Kind name: path:
+    /// message`): the syntax error, and the error-severity issues of rejected documents.
+    pub fn errors(&self) -> Vec<String> {
+        let mut errors: Vec<String> = self
+            .syntax
+            .iter()
+            .map(|syntax| format!("{}: {}", syntax.location, syntax.message))
+            .collect();
+        for rejected in &self.rejected {
+            let what = match (&rejected.kind, &rejected.name) {
+                (Some(kind), Some(name)) => format!("{kind} {name}"),
+                (Some(kind), None) => kind.clone(),
+                _ => "document".to_owned(),
+            };
+            for issue in rejected
+                .issues
+                .iter()
+                .filter(|i| i.severity == crate::Severity::Error)
+            {
+                errors.push(format!(
+                    "{}: {what}: {issue}",
+                    rejected.origin.locate(&issue.path)
+                ));
+            }
+        }
+        errors
+    }
 }
 
 /// Reads every document of one file's text.

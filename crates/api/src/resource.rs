@@ -243,3 +243,26 @@ impl Resource {
         format!("{} {}", self.kind(), self.meta().full_name())
     }
 }
+
+/// One definition per kind, namespace and name: a later resource replaces an earlier one of
+/// the same identity, in the earlier one's place (as applying files in order does).
+pub fn latest_definitions(resources: impl IntoIterator<Item = Resource>) -> Vec<Resource> {
+    let mut out: Vec<Resource> = Vec::new();
+    let mut index: std::collections::HashMap<(Kind, String, String), usize> =
+        std::collections::HashMap::new();
+    for resource in resources {
+        let key = (
+            resource.kind(),
+            resource.namespace().to_owned(),
+            resource.name().to_owned(),
+        );
+        match index.get(&key) {
+            Some(&at) => out[at] = resource,
+            None => {
+                index.insert(key, out.len());
+                out.push(resource);
+            }
+        }
+    }
+    out
+}

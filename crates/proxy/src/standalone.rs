@@ -3,13 +3,12 @@
 //! translated by `trellis-translate` (Gateways become listeners, VirtualServices routes,
 //! ServiceEntries and DestinationRules clusters).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use trellis_api::fs::load_paths;
+use trellis_api::LoadOptions;
+use trellis_api::fs::{load_paths, resolve_host};
 use trellis_api::types::Labels;
-use trellis_api::{LoadOptions, Resource};
 use trellis_proxy_config::Config;
 use trellis_translate::{GatewayOptions, Registry};
 
@@ -46,49 +45,16 @@ pub fn load(options: &Options) -> Result<Loaded, Invalid> {
         .iter()
         .map(|u| format!("{}: cannot read: {}", u.path.display(), u.error))
         .collect();
-    let mut resources: Vec<Resource> = Vec::new();
-    let mut index: HashMap<(trellis_api::Kind, String, String), usize> = HashMap::new();
+    let mut all = Vec::new();
     for file in files {
-        if let Some(syntax) = &file.syntax {
-            problems.push(format!("{}: {}", syntax.location, syntax.message));
-        }
-        for rejected in &file.rejected {
-            let what = match (&rejected.kind, &rejected.name) {
-                (Some(kind), Some(name)) => format!("{kind} {name}"),
-                (Some(kind), None) => kind.clone(),
-                _ => "document".to_owned(),
-            };
-            for issue in rejected
-                .issues
-                .iter()
-                .filter(|i| i.severity == trellis_api::Severity::Error)
-            {
-                problems.push(format!(
-                    "{}: {what}: {issue}",
-                    rejected.origin.locate(&issue.path)
-                ));
-            }
-        }
-        for loaded in file.loaded {
-            let resource = loaded.resource;
-            let key = (
-                resource.kind(),
-                resource.namespace().to_owned(),
-                resource.name().to_owned(),
-            );
-            match index.get(&key) {
-                Some(&at) => resources[at] = resource,
-                None => {
-                    index.insert(key, resources.len());
-                    resources.push(resource);
-                }
-            }
-        }
+        problems.extend(file.errors());
+        all.extend(file.loaded.into_iter().map(|l| l.resource));
     }
+    let resources = trellis_api::latest_definitions(all);
     if !problems.is_empty() {
         return Err(Invalid(problems));
     }
-    let registry = Registry::from_resources(&resources, &resolve);
+    let registry = Registry::from_resources(&resources, &resolve_host);
     let gateway = GatewayOptions {
         listen_ip: options.listen_ip,
         namespace: options.namespace.clone(),
@@ -108,15 +74,4 @@ pub fn load(options: &Options) -> Result<Loaded, Invalid> {
         warnings,
         access_logging,
     })
-}
-
-/// Resolves a DNS name with the system resolver.
-fn resolve(host: &str) -> Vec<IpAddr> {
-    match (host, 0).to_socket_addrs() {
-        Ok(addresses) => addresses.map(|a| a.ip()).collect(),
-        Err(error) => {
-            tracing::warn!(%host, %error, "cannot resolve");
-            Vec::new()
-        }
-    }
 }
