@@ -6,6 +6,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod analyze;
+mod control;
+mod inspect;
 
 use std::process::ExitCode;
 
@@ -27,12 +29,23 @@ struct Cli {
 enum Command {
     /// Validate configuration files and analyse them together, as `istioctl analyze` does.
     Analyze(analyze::Args),
+    /// Run the control plane: watch a configuration directory and push each proxy its
+    /// configuration over delta xDS.
+    Control(control::Args),
+    /// Show the proxies connected to the control plane and whether they have their
+    /// configuration (SYNCED), are behind (STALE) or refused it (NACK).
+    ProxyStatus(inspect::StatusArgs),
+    /// Show the listeners, routes, clusters or endpoints the control plane gives a proxy.
+    ProxyConfig(inspect::ConfigArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Control(args) => control::run(args),
+        Command::ProxyStatus(args) => inspect::status(args),
+        Command::ProxyConfig(args) => inspect::config(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,94 @@
+//! `trellis control`: the control plane, serving delta xDS to proxies and the debug API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use trellis_control::{ControlPlane, Options};
+
+/// Where proxies connect by default (istiod's plaintext xDS port).
+pub(crate) const XDS_ADDRESS: &str = "127.0.0.1:15010";
+/// Where the debug API listens by default (istiod's monitoring port).
+pub(crate) const DEBUG_ADDRESS: &str = "127.0.0.1:15014";
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The directory of configuration files (Istio resources, Services, WorkloadEntries,
+    /// ServiceEntries), watched for changes.
+    #[arg(long, value_name = "DIR")]
+    config_dir: PathBuf,
+
+    /// Where proxies connect (delta ADS over gRPC).
+    #[arg(long, value_name = "ADDR", default_value = XDS_ADDRESS)]
+    xds_listen: SocketAddr,
+
+    /// Where the debug API listens (what `trellis proxy-status` and `proxy-config` read).
+    #[arg(long, value_name = "ADDR", default_value = DEBUG_ADDRESS)]
+    debug_listen: SocketAddr,
+
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, default_value = "info", env = "TRELLIS_LOG")]
+    log_level: String,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .with_context(|| format!("--log-level {:?}", args.log_level))?,
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let options = Options {
+        config_dir: args.config_dir.clone(),
+    };
+    let plane = ControlPlane::start(&options, stopped.clone())
+        .with_context(|| format!("--config-dir {}", args.config_dir.display()))?;
+    let xds = TcpListener::bind(args.xds_listen)
+        .await
+        .with_context(|| format!("--xds-listen {}", args.xds_listen))?;
+    let debug_listener = TcpListener::bind(args.debug_listen)
+        .await
+        .with_context(|| format!("--debug-listen {}", args.debug_listen))?;
+    let config = plane.mesh().config.clone();
+    tracing::info!(
+        xds = %xds.local_addr()?,
+        debug = %debug_listener.local_addr()?,
+        config = %args.config_dir.display(),
+        version = config.version,
+        resources = config.resources.len(),
+        refused_files = config.errors.len(),
+        "control plane ready"
+    );
+    tokio::spawn(trellis_control::debug::serve(
+        plane.clone(),
+        debug_listener,
+        stopped.clone(),
+    ));
+    let server = tokio::spawn(plane.serve_xds(xds, stopped));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    server.await??;
+    Ok(())
+}

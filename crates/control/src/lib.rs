@@ -1,0 +1,138 @@
+//! The control plane (`trellis control`): it watches the configuration and the services, turns
+//! them into each proxy's configuration, and pushes it over delta xDS as it changes.
+//!
+//! - [`store`]: the configuration directory, validated file by file and versioned.
+//! - [`registry`]: workload sources behind one trait (files, the API).
+//! - [`mesh`]: configuration and registry combined into one versioned view, rebuilt on change.
+//! - [`proxies`]: who a proxy is, and its translation (gateway or sidecar), encoded per
+//!   resource.
+//! - [`xds`]: the delta ADS server.
+//! - [`debug`]: the HTTP debug API (`trellis proxy-status`, `trellis proxy-config` read it).
+//!
+//! Threads: the store's poller and the mesh builder are tasks; each connected proxy's stream is
+//! a task that translates for that proxy when the mesh changes.
+
+pub mod debug;
+pub mod mesh;
+pub mod proxies;
+pub mod registry;
+pub mod store;
+pub mod xds;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use trellis_proto::xds::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+
+use crate::mesh::Mesh;
+use crate::proxies::ProxyStatus;
+use crate::registry::{Registered, WorkloadSource};
+
+/// What `trellis control` is started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_dir: PathBuf,
+}
+
+/// The state every part of the control plane shares.
+#[derive(Debug)]
+pub struct ControlPlane {
+    mesh: watch::Receiver<Arc<Mesh>>,
+    /// Workloads registered through the API.
+    pub registered: Registered,
+    proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
+    next_key: AtomicU64,
+}
+
+impl ControlPlane {
+    /// Reads the configuration and starts keeping it and the mesh current until `shutdown`
+    /// turns true. The directory must exist.
+    pub fn start(options: &Options, shutdown: watch::Receiver<bool>) -> std::io::Result<Arc<Self>> {
+        if !options.config_dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not a directory", options.config_dir.display()),
+            ));
+        }
+        let store = store::Store::open(&options.config_dir);
+        let config = store.subscribe();
+        let registered = Registered::default();
+        let sources: Vec<Arc<dyn WorkloadSource>> = vec![Arc::new(registered.clone())];
+        let first = Mesh::build(1, store.current(), &sources);
+        let (published, mesh) = watch::channel(Arc::new(first));
+        tokio::spawn(store.watch(stopped(shutdown.clone())));
+        tokio::spawn(mesh::maintain(
+            config,
+            sources,
+            published,
+            stopped(shutdown),
+        ));
+        Ok(Arc::new(Self {
+            mesh,
+            registered,
+            proxies: Mutex::new(BTreeMap::new()),
+            next_key: AtomicU64::new(1),
+        }))
+    }
+
+    /// The mesh in force.
+    pub fn mesh(&self) -> Arc<Mesh> {
+        self.mesh.borrow().clone()
+    }
+
+    /// A receiver of every new mesh.
+    pub fn mesh_changes(&self) -> watch::Receiver<Arc<Mesh>> {
+        self.mesh.clone()
+    }
+
+    /// Connected proxies, by connection.
+    pub fn proxies(&self) -> Vec<ProxyStatus> {
+        self.proxies
+            .lock()
+            .expect("proxy table lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn connected(&self, status: ProxyStatus) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.proxies
+            .lock()
+            .expect("proxy table lock")
+            .insert(key, status);
+        key
+    }
+
+    fn update(&self, key: u64, change: impl FnOnce(&mut ProxyStatus)) {
+        if let Some(status) = self.proxies.lock().expect("proxy table lock").get_mut(&key) {
+            change(status);
+        }
+    }
+
+    fn disconnected(&self, key: u64) {
+        self.proxies.lock().expect("proxy table lock").remove(&key);
+    }
+
+    /// Serves delta ADS on `listener` until `shutdown` turns true.
+    pub async fn serve_xds(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(xds::Ads(self)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(shutdown))
+            .await
+    }
+}
+
+/// Resolves when `shutdown` turns true (or its sender is gone).
+pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,284 @@
+//! The delta ADS server: one stream per proxy, Envoy's protocol (docs/xds.md).
+//!
+//! A stream starts with the proxy's `Node` ([`ProxyIdentity`]). For each resource type the
+//! proxy subscribes to names (`*` for all of that type: proxies subscribe to every listener
+//! they are given and to the route tables and clusters those refer to). Whenever the mesh
+//! changes, the proxy's configuration is translated again and, per type, only the resources
+//! whose version (a hash of their encoding) differs from what the proxy holds are sent, with the
+//! names that no longer exist as `removed_resources`; a change that leaves the proxy's
+//! resources equal sends nothing. A name the proxy subscribes to is answered even if it holds
+//! the current version (Envoy's rule), unless it said so in `initial_resource_versions` on
+//! reconnecting. Each response has a nonce; the proxy's next request naming it ACKs it, or
+//! NACKs it with `error_detail`, which is logged and shown by `trellis proxy-status`; a NACKed
+//! version is not sent again, the next change is.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use trellis_proto::type_url;
+use trellis_proto::xds::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use trellis_proto::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+
+use crate::ControlPlane;
+use crate::mesh::Mesh;
+use crate::proxies::{ProxyConfig, ProxyIdentity, ProxyStatus, TypeStatus, configure, now};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct Ads(pub Arc<ControlPlane>);
+
+type Responses = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type DeltaAggregatedResourcesStream = Responses;
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let peer = request.remote_addr();
+        let mut requests = request.into_inner();
+        let first = requests
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before its first request"))?;
+        let identity = ProxyIdentity::from_node(first.node.as_ref()).map_err(|why| {
+            tracing::warn!(?peer, "refused an xDS stream: {why}");
+            Status::invalid_argument(why)
+        })?;
+        let (responses, stream) = mpsc::channel(16);
+        let session = Session::new(self.0.clone(), identity, peer, responses);
+        tokio::spawn(session.run(first, requests));
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}
+
+/// What a proxy asked for of one type, and what it holds.
+#[derive(Debug, Default)]
+struct Subscription {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// Name -> version the proxy holds.
+    held: BTreeMap<String, String>,
+    /// Names to answer even if held at the current version.
+    asked: BTreeSet<String>,
+}
+
+struct Session {
+    plane: Arc<ControlPlane>,
+    identity: ProxyIdentity,
+    key: u64,
+    subscriptions: BTreeMap<&'static str, Subscription>,
+    config: Arc<ProxyConfig>,
+    nonce: u64,
+    /// Nonce -> (type, mesh version) of responses awaiting their ACK.
+    pending: HashMap<String, (&'static str, u64)>,
+    responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+}
+
+impl Session {
+    fn new(
+        plane: Arc<ControlPlane>,
+        identity: ProxyIdentity,
+        peer: Option<SocketAddr>,
+        responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    ) -> Self {
+        let mesh = plane.mesh.borrow().clone();
+        let config = Arc::new(configure(&mesh, &identity));
+        let key = plane.connected(ProxyStatus {
+            id: identity.id(),
+            identity: identity.clone(),
+            peer,
+            connected_at: now(),
+            known_workload: config.known_workload,
+            mesh_version: config.mesh_version,
+            types: BTreeMap::new(),
+        });
+        tracing::info!(proxy = %identity.id(), ?peer, "proxy connected");
+        Self {
+            plane,
+            identity,
+            key,
+            subscriptions: BTreeMap::new(),
+            config,
+            nonce: 0,
+            pending: HashMap::new(),
+            responses,
+        }
+    }
+
+    async fn run(
+        mut self,
+        first: DeltaDiscoveryRequest,
+        mut requests: Streaming<DeltaDiscoveryRequest>,
+    ) {
+        let mut mesh: watch::Receiver<Arc<Mesh>> = self.plane.mesh.clone();
+        mesh.borrow_and_update();
+        let mut next = Some(first);
+        loop {
+            if let Some(request) = next.take()
+                && self.handle(request).await.is_err()
+            {
+                break;
+            }
+            tokio::select! {
+                message = requests.message() => match message {
+                    Ok(Some(request)) => next = Some(request),
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(proxy = %self.identity.id(), %status, "stream failed");
+                        break;
+                    }
+                },
+                changed = mesh.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let current = mesh.borrow_and_update().clone();
+                    if self.remesh(&current).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.plane.disconnected(self.key);
+        tracing::info!(proxy = %self.identity.id(), "proxy disconnected");
+    }
+
+    /// Handles one request; an error means the proxy is gone.
+    async fn handle(&mut self, request: DeltaDiscoveryRequest) -> Result<(), ()> {
+        let Some(&kind) = type_url::ALL.iter().find(|&&t| t == request.type_url) else {
+            tracing::warn!(proxy = %self.identity.id(), type_url = %request.type_url, "request for an unknown resource type ignored");
+            return Ok(());
+        };
+        if !request.response_nonce.is_empty()
+            && let Some((_, version)) = self.pending.remove(&request.response_nonce)
+        {
+            let id = self.identity.id();
+            let error = request.error_detail.as_ref().map(|e| e.message.clone());
+            if let Some(reason) = &error {
+                tracing::warn!(proxy = %id, type_url = kind, version, "proxy refused the configuration: {reason}");
+            }
+            self.plane.update(self.key, |status| {
+                let t = status.types.entry(kind.to_owned()).or_default();
+                match error {
+                    Some(reason) => t.nacked = Some(reason),
+                    None => {
+                        t.acked = Some(version);
+                        t.nacked = None;
+                    }
+                }
+            });
+        }
+        let subscription = self.subscriptions.entry(kind).or_default();
+        for (name, version) in request.initial_resource_versions {
+            subscription.held.insert(name, version);
+        }
+        for name in request.resource_names_subscribe {
+            if name == "*" {
+                subscription.wildcard = true;
+            } else {
+                if !subscription.held.contains_key(&name) {
+                    subscription.asked.insert(name.clone());
+                }
+                subscription.names.insert(name);
+            }
+        }
+        for name in request.resource_names_unsubscribe {
+            if name == "*" {
+                subscription.wildcard = false;
+            } else {
+                subscription.names.remove(&name);
+                subscription.held.remove(&name);
+                subscription.asked.remove(&name);
+            }
+        }
+        self.push(kind).await
+    }
+
+    /// Translates again for a new mesh and sends what changed.
+    async fn remesh(&mut self, mesh: &Mesh) -> Result<(), ()> {
+        self.config = Arc::new(configure(mesh, &self.identity));
+        let (version, known) = (self.config.mesh_version, self.config.known_workload);
+        self.plane.update(self.key, |status| {
+            status.mesh_version = version;
+            status.known_workload = known;
+        });
+        for kind in type_url::ALL {
+            if self.subscriptions.contains_key(kind) {
+                self.push(kind).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the resources of `kind` the proxy lacks, and the names it should drop.
+    async fn push(&mut self, kind: &'static str) -> Result<(), ()> {
+        let Some(subscription) = self.subscriptions.get_mut(kind) else {
+            return Ok(());
+        };
+        let empty = BTreeMap::new();
+        let all = self.config.resources.get(kind).unwrap_or(&empty);
+        let wanted = |name: &String| subscription.wildcard || subscription.names.contains(name);
+        let mut resources = Vec::new();
+        for (name, encoded) in all.iter().filter(|(name, _)| wanted(name)) {
+            let fresh = subscription.held.get(name) != Some(&encoded.version);
+            if fresh || subscription.asked.contains(name) {
+                resources.push(Resource {
+                    version: encoded.version.clone(),
+                    resource: Some(encoded.any.clone()),
+                    name: name.clone(),
+                    aliases: Vec::new(),
+                });
+                subscription
+                    .held
+                    .insert(name.clone(), encoded.version.clone());
+            }
+        }
+        let gone: Vec<String> = subscription
+            .held
+            .keys()
+            .filter(|name| !all.contains_key(*name) || !wanted(name))
+            .cloned()
+            .collect();
+        let mut removed = gone.clone();
+        for name in gone {
+            subscription.held.remove(&name);
+        }
+        // Asked-for names that do not exist are answered as removed, so the proxy stops waiting.
+        let missing: Vec<String> = subscription
+            .asked
+            .iter()
+            .filter(|name| !all.contains_key(*name) && !removed.contains(name))
+            .cloned()
+            .collect();
+        removed.extend(missing);
+        subscription.asked.clear();
+        if resources.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let version = self.config.mesh_version;
+        self.pending.insert(nonce.clone(), (kind, version));
+        let held = subscription.held.len();
+        self.plane.update(self.key, |status| {
+            let t: &mut TypeStatus = status.types.entry(kind.to_owned()).or_default();
+            t.sent = Some(version);
+            t.resources = held;
+        });
+        let response = DeltaDiscoveryResponse {
+            system_version_info: version.to_string(),
+            resources,
+            type_url: kind.to_owned(),
+            nonce,
+            removed_resources: removed,
+        };
+        self.responses.send(Ok(response)).await.map_err(|_| ())
+    }
+}
