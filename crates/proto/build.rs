@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
+        // Ordered maps, so that a resource always encodes to the same bytes: its version is a
+        // hash of them.
+        .btree_map(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

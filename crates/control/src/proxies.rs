@@ -14,9 +14,8 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
-use prost_types::value::Kind;
 use serde::Serialize;
-use trellis_proto::{encode, type_url, xds};
+use trellis_proto::{encode, node, type_url, xds};
 use trellis_proxy_config::Config;
 use trellis_translate::{GatewayOptions, SidecarOptions};
 
@@ -55,22 +54,17 @@ impl ProxyIdentity {
             .rsplit_once('.')
             .filter(|(w, n)| !w.is_empty() && !n.is_empty())
             .ok_or_else(|| format!("node id {:?} is not <workload>.<namespace>", node.id))?;
-        let meta = |key: &str| -> Option<String> {
-            let fields = &node.metadata.as_ref()?.fields;
-            match fields.get(key)?.kind.as_ref()? {
-                Kind::StringValue(s) => Some(s.clone()),
-                _ => None,
-            }
+        let get = |key: &str, default: &str| {
+            node::metadata(node, key).unwrap_or_else(|| default.to_owned())
         };
-        let get = |key: &str, default: &str| meta(key).unwrap_or_else(|| default.to_owned());
-        let role = match get("ROLE", "sidecar").as_str() {
+        let role = match get(node::ROLE, "sidecar").as_str() {
             "sidecar" => Role::Sidecar,
             "gateway" => Role::Gateway,
             other => return Err(format!("ROLE {other:?} is not sidecar or gateway")),
         };
-        let outbound = get("OUTBOUND_ADDRESS", "127.0.0.1:15001");
-        let app_ip = get("APP_IP", "127.0.0.1");
-        let listen_ip = get("LISTEN_IP", "0.0.0.0");
+        let outbound = get(node::OUTBOUND_ADDRESS, "127.0.0.1:15001");
+        let app_ip = get(node::APP_IP, "127.0.0.1");
+        let listen_ip = get(node::LISTEN_IP, "0.0.0.0");
         Ok(Self {
             workload: workload.to_owned(),
             namespace: namespace.to_owned(),
@@ -89,29 +83,20 @@ impl ProxyIdentity {
 
     /// The `Node` a proxy sends for this identity.
     pub fn to_node(&self) -> xds::Node {
-        let text = |s: String| prost_types::Value {
-            kind: Some(Kind::StringValue(s)),
+        let role = match self.role {
+            Role::Sidecar => "sidecar",
+            Role::Gateway => "gateway",
         };
-        let fields = BTreeMap::from([
-            (
-                "ROLE".to_owned(),
-                text(match self.role {
-                    Role::Sidecar => "sidecar".to_owned(),
-                    Role::Gateway => "gateway".to_owned(),
-                }),
-            ),
-            (
-                "OUTBOUND_ADDRESS".to_owned(),
-                text(self.outbound.to_string()),
-            ),
-            ("APP_IP".to_owned(), text(self.app_ip.to_string())),
-            ("LISTEN_IP".to_owned(), text(self.listen_ip.to_string())),
-        ]);
-        xds::Node {
-            id: self.id(),
-            cluster: self.workload.clone(),
-            metadata: Some(prost_types::Struct { fields }),
-        }
+        node::node(
+            &self.workload,
+            &self.namespace,
+            &[
+                (node::ROLE, role.to_owned()),
+                (node::OUTBOUND_ADDRESS, self.outbound.to_string()),
+                (node::APP_IP, self.app_ip.to_string()),
+                (node::LISTEN_IP, self.listen_ip.to_string()),
+            ],
+        )
     }
 
     /// A sidecar of `workload.namespace` with the defaults.

@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod node;
 
 pub use decode::{DecodeError, Resource, decode_resource};
 

@@ -36,6 +36,9 @@ pub struct Controls {
     pub set_log_level: Option<SetLogLevel>,
     /// Prometheus text of the proxy's metrics.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// False until the proxy has a configuration to serve (from the control plane); `/ready`
+    /// answers 503 until then. `None`: ready from the start.
+    pub configured: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Controls {
@@ -75,6 +78,12 @@ async fn respond(
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/ready") if *controls.drain.borrow() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
+        }
+        (&Method::GET, "/ready") if controls.configured.as_ref().is_some_and(|c| !*c.borrow()) => {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT READY: no configuration from the control plane yet\n",
+            )
         }
         (&Method::GET, "/ready") => text(StatusCode::OK, "LIVE\n"),
         (&Method::GET, "/stats/prometheus") => {

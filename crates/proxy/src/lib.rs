@@ -28,6 +28,7 @@ pub mod tcp;
 pub mod telemetry;
 pub mod upstream;
 pub mod worker;
+pub mod xds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! `trellis-proxy`: runs the data plane. Today it is configured from Istio YAML files
-//! (`--standalone`); the control plane's xDS comes later.
+//! `trellis-proxy`: runs the data plane, configured by the control plane over xDS (`--xds`)
+//! or from Istio YAML files as an edge gateway (`--standalone`).
 
 // Startup errors are printed for the operator before logging is set up.
 #![allow(clippy::print_stderr)]
@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -19,7 +19,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use trellis_api::types::{Duration, Labels};
 use trellis_proxy::telemetry::{AccessLog, AccessLogFormat, Metrics, ProxyIdentity};
+use trellis_proxy::worker::Workers;
+use trellis_proxy::xds::XdsOptions;
 use trellis_proxy::{Proxy, admin, standalone};
+use trellis_proxy_config::Config;
 
 /// Exit status for configuration errors (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -28,12 +31,34 @@ const EXIT_CONFIG: u8 = 78;
 #[command(
     name = "trellis-proxy",
     version,
-    about = "The Trellis data plane proxy"
+    about = "The Trellis data plane proxy",
+    group(clap::ArgGroup::new("source").required(true).args(["standalone", "xds"]))
 )]
 struct Args {
     /// Istio configuration files or directories to serve as an edge gateway.
-    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    #[arg(long, value_name = "PATH", num_args = 1..)]
     standalone: Vec<PathBuf>,
+
+    /// The control plane to take configuration from (`host:port` of `trellis control`'s
+    /// --xds-listen).
+    #[arg(long, value_name = "ADDR", env = "TRELLIS_XDS")]
+    xds: Option<String>,
+
+    /// With --xds: whether this proxy is a workload's sidecar or a gateway.
+    #[arg(long, value_enum, default_value_t = Role::Sidecar, env = "TRELLIS_ROLE")]
+    role: Role,
+
+    /// With --xds, for a sidecar: where its outbound listener listens.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:15001",
+        env = "TRELLIS_OUTBOUND_ADDRESS"
+    )]
+    outbound_address: SocketAddr,
+
+    /// With --xds, for a sidecar: where its application listens, on each of its ports.
+    #[arg(long, default_value = "127.0.0.1", env = "TRELLIS_APP_IP")]
+    app_ip: IpAddr,
 
     /// Worker threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
@@ -47,8 +72,9 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0")]
     listen_address: IpAddr,
 
-    /// The namespace the gateway runs in (default istio-system).
-    #[arg(long)]
+    /// The namespace the proxy's workload runs in (default: `default` with --xds,
+    /// `istio-system` for a standalone gateway).
+    #[arg(long, env = "TRELLIS_NAMESPACE")]
     namespace: Option<String>,
 
     /// The gateway's labels (`istio=ingressgateway,app=web`): only Gateways selecting them
@@ -65,13 +91,25 @@ struct Args {
     #[arg(long, value_name = "FORMAT")]
     access_log: Option<AccessLogFormat>,
 
-    /// The workload this proxy is, for metrics (`source_workload`).
-    #[arg(long, default_value = "istio-ingressgateway")]
+    /// The workload this proxy is: its identity towards the control plane, and
+    /// `source_workload` in metrics.
+    #[arg(
+        long = "workload",
+        visible_alias = "workload-name",
+        env = "TRELLIS_WORKLOAD",
+        default_value = "istio-ingressgateway"
+    )]
     workload_name: String,
 
     /// How long in-flight requests may take to finish after SIGTERM or /quitquitquit.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    Sidecar,
+    Gateway,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -110,30 +148,74 @@ fn main() -> ExitCode {
         namespace: args.namespace.clone(),
         labels,
     };
-    let loaded = match standalone::load(&options) {
-        Ok(loaded) => loaded,
-        Err(invalid) => {
-            eprintln!("trellis-proxy: {invalid}");
-            return ExitCode::from(EXIT_CONFIG);
+    let (config, access_logging, source) = match &args.xds {
+        Some(address) => {
+            let namespace = args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            let role = match args.role {
+                Role::Sidecar => "sidecar",
+                Role::Gateway => "gateway",
+            };
+            let node = trellis_proto::node::node(
+                &args.workload_name,
+                &namespace,
+                &[
+                    (trellis_proto::node::ROLE, role.to_owned()),
+                    (
+                        trellis_proto::node::OUTBOUND_ADDRESS,
+                        args.outbound_address.to_string(),
+                    ),
+                    (trellis_proto::node::APP_IP, args.app_ip.to_string()),
+                    (
+                        trellis_proto::node::LISTEN_IP,
+                        args.listen_address.to_string(),
+                    ),
+                ],
+            );
+            let address = if address.contains("://") {
+                address.clone()
+            } else {
+                format!("http://{address}")
+            };
+            (
+                Config::default(),
+                None,
+                Source::Xds(XdsOptions { address, node }),
+            )
         }
+        None => match standalone::load(&options) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                (
+                    loaded.config,
+                    loaded.access_logging,
+                    Source::Standalone(options.clone()),
+                )
+            }
+            Err(invalid) => {
+                eprintln!("trellis-proxy: {invalid}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
     };
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    // The main thread runs the admin endpoints, signals and reloads; traffic runs on the
-    // workers (see `trellis_proxy::worker`).
+    // The main thread runs the admin endpoints, signals, reloads and the xDS client; traffic
+    // runs on the workers (see `trellis_proxy::worker`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    let format = args.access_log.unwrap_or(match loaded.access_logging {
+    let format = args.access_log.unwrap_or(match access_logging {
         Some(true) => AccessLogFormat::Text,
         _ => AccessLogFormat::Off,
     });
-    let namespace = options
-        .namespace
-        .clone()
-        .unwrap_or_else(|| trellis_api::meta::ROOT_NAMESPACE.to_owned());
+    let namespace = options.namespace.clone().unwrap_or_else(|| match source {
+        Source::Xds(_) => "default".to_owned(),
+        Source::Standalone(_) => trellis_api::meta::ROOT_NAMESPACE.to_owned(),
+    });
     let identity = ProxyIdentity::from_labels(
         &args.workload_name,
         &namespace,
@@ -148,8 +230,8 @@ fn main() -> ExitCode {
         }
     };
     trellis_proxy::worker::set_count(usize::from(args.concurrency));
-    let proxy = Proxy::with_telemetry(loaded.config, metrics, access_log);
-    match runtime.block_on(run(args, options, proxy, set_log_level)) {
+    let proxy = Proxy::with_telemetry(config, metrics, access_log);
+    match runtime.block_on(run(args, source, proxy, set_log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -158,20 +240,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the configuration comes from.
+#[derive(Debug)]
+enum Source {
+    Standalone(standalone::Options),
+    Xds(XdsOptions),
+}
+
 async fn run(
     args: Args,
-    options: standalone::Options,
+    source: Source,
     proxy: Arc<Proxy>,
     set_log_level: admin::SetLogLevel,
 ) -> anyhow::Result<()> {
     let (drain, draining) = watch::channel(false);
     let workers = trellis_proxy::worker::run(&proxy, usize::from(args.concurrency), &draining)?;
-    for listener in &workers.bound {
-        tracing::info!(listener = %listener.name, address = %listener.address, "listening");
-    }
+    let workers = Arc::new(Mutex::new(workers));
     let admin_listener = TcpListener::bind(args.admin_address)
         .await
         .with_context(|| format!("admin address {}", args.admin_address))?;
+    let (configured, configured_rx) = watch::channel(false);
     let controls = admin::Controls {
         drain: drain.clone(),
         set_log_level: Some(set_log_level),
@@ -179,12 +267,30 @@ async fn run(
             let proxy = proxy.clone();
             Arc::new(move || proxy.metrics_text())
         },
+        configured: matches!(source, Source::Xds(_)).then_some(configured_rx),
     };
     tokio::spawn(admin::serve(proxy.clone(), admin_listener, controls));
     tokio::spawn(trellis_proxy::upstream::health::run(
         proxy.clone(),
         draining.clone(),
     ));
+    let standalone = match source {
+        Source::Xds(options) => {
+            tracing::info!(control = %options.address, node = %options.node.id, "taking configuration from the control plane");
+            let apply = {
+                let (proxy, workers) = (proxy.clone(), workers.clone());
+                Box::new(move |config: Config| apply(&proxy, &workers, config))
+            };
+            tokio::spawn(trellis_proxy::xds::run(
+                options,
+                apply,
+                configured,
+                draining.clone(),
+            ));
+            None
+        }
+        Source::Standalone(options) => Some(options),
+    };
     tracing::info!(admin = %args.admin_address, "ready");
 
     let mut terminate = signal(SignalKind::terminate())?;
@@ -196,7 +302,10 @@ async fn run(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             () = trellis_proxy::listener::draining(&mut quit) => break,
-            _ = hangup.recv() => reload(&proxy, &options).await,
+            _ = hangup.recv() => match &standalone {
+                Some(options) => reload(&proxy, &workers, options).await,
+                None => tracing::info!("SIGHUP ignored: the configuration comes from the control plane"),
+            },
         }
     }
     tracing::info!(open = proxy.connections.open(), "draining");
@@ -213,9 +322,23 @@ async fn run(
     Ok(())
 }
 
+/// Puts a configuration in force: swapped in for new requests, then its listeners bound (and
+/// those it no longer has drained).
+fn apply(proxy: &Arc<Proxy>, workers: &Mutex<Workers>, config: Config) -> Result<(), String> {
+    let version = proxy.config.update(config.clone());
+    let errors = workers.lock().expect("workers lock").apply(&config);
+    tracing::info!(version, "configuration applied");
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Err(errors.join("; "))
+    }
+}
+
 /// Re-reads the files (on SIGHUP). A configuration with errors is refused and the one in
 /// force stays.
-async fn reload(proxy: &Arc<Proxy>, options: &standalone::Options) {
+async fn reload(proxy: &Arc<Proxy>, workers: &Mutex<Workers>, options: &standalone::Options) {
     let options = options.clone();
     let loaded = tokio::task::spawn_blocking(move || standalone::load(&options)).await;
     match loaded {
@@ -223,8 +346,9 @@ async fn reload(proxy: &Arc<Proxy>, options: &standalone::Options) {
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            let version = proxy.config.update(loaded.config);
-            tracing::info!(version, "configuration reloaded");
+            if let Err(errors) = apply(proxy, workers, loaded.config) {
+                tracing::error!("listeners not bound: {errors}");
+            }
         }
         Ok(Err(invalid)) => {
             tracing::error!("configuration not reloaded, the one in force stays: {invalid}")

@@ -5,6 +5,7 @@
 //! hand-offs on the request path.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use trellis_proxy_config::Config;
 
 use crate::{Bound, Proxy, listener};
 
@@ -52,11 +54,31 @@ pub fn bind_shared(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Running workers.
+/// Running workers, and the listeners they serve.
 #[derive(Debug)]
 pub struct Workers {
+    /// The listeners bound at start.
     pub bound: Vec<Bound>,
     threads: Vec<JoinHandle<()>>,
+    /// One per worker: listeners to serve.
+    commands: Vec<mpsc::UnboundedSender<Serve>>,
+    /// Listeners being served, by name.
+    serving: BTreeMap<String, Serving>,
+}
+
+/// A listener socket for one worker to serve until `stop` turns true.
+#[derive(Debug)]
+struct Serve {
+    name: String,
+    socket: std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+struct Serving {
+    /// As configured (a port may be 0).
+    configured: SocketAddr,
+    stop: watch::Sender<bool>,
 }
 
 impl Workers {
@@ -66,47 +88,87 @@ impl Workers {
             let _ = thread.join();
         }
     }
+
+    /// Makes the listeners served those of `config`: binds each new listener (or one whose
+    /// address changed) once per worker, and stops accepting on those no longer configured
+    /// (their connections drain and close as after SIGTERM; the others are untouched). A
+    /// listener that cannot be bound is reported, named, and left out; the rest apply.
+    pub fn apply(&mut self, config: &Config) -> Vec<io::Error> {
+        let wanted: BTreeMap<&str, SocketAddr> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.address))
+            .collect();
+        self.serving.retain(|name, serving| {
+            let keep = wanted.get(name.as_str()) == Some(&serving.configured);
+            if !keep {
+                tracing::info!(listener = %name, address = %serving.configured, "listener removed; draining it");
+                let _ = serving.stop.send(true);
+            }
+            keep
+        });
+        let mut errors = Vec::new();
+        for (name, address) in wanted {
+            if self.serving.contains_key(name) {
+                continue;
+            }
+            match self.bind(name, address) {
+                Ok(bound) => {
+                    tracing::info!(listener = %name, address = %bound, "listening");
+                    self.bound.push(Bound {
+                        name: name.to_owned(),
+                        address: bound,
+                    });
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        errors
+    }
+
+    /// Binds `address` once per worker (a port of 0 gets a free port, the same for all) and
+    /// hands each worker its socket.
+    fn bind(&mut self, name: &str, address: SocketAddr) -> io::Result<SocketAddr> {
+        let named =
+            |e: io::Error| io::Error::new(e.kind(), format!("listener {name} on {address}: {e}"));
+        let first = bind_shared(address).map_err(named)?;
+        let bound = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..self.commands.len() {
+            sockets.push(bind_shared(bound).map_err(named)?);
+        }
+        let (stop, stopped) = watch::channel(false);
+        for (socket, commands) in sockets.into_iter().zip(&self.commands) {
+            let _ = commands.send(Serve {
+                name: name.to_owned(),
+                socket,
+                stop: stopped.clone(),
+            });
+        }
+        self.serving.insert(
+            name.to_owned(),
+            Serving {
+                configured: address,
+                stop,
+            },
+        );
+        Ok(bound)
+    }
 }
 
-/// Binds every listener of the configuration in force once per worker and starts `count`
-/// worker threads serving them until `drain` turns true; each then waits for its connections
-/// to end. Call before the proxy compiles configuration with pools sized per worker, i.e.
-/// right after [`Proxy`] creation is fine only if `set_count` was called first.
+/// Starts `count` worker threads and binds every listener of the configuration in force once
+/// per worker; the workers serve them until `drain` turns true, then wait for their connections
+/// to end. Call [`set_count`] before the proxy compiles configuration, so that per-worker state
+/// is sized for the workers. Listeners change later with [`Workers::apply`].
 pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> io::Result<Workers> {
     let count = count.max(1);
-    let snapshot = proxy.config.load();
-    // Bind the first socket of each listener (a configured port 0 gets a free port), then the
-    // other workers' sockets on the same address.
-    let mut sockets: Vec<Vec<(String, std::net::TcpListener)>> =
-        (0..count).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for spec in &snapshot.config.listeners {
-        let first = bind_shared(spec.address).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("listener {} on {}: {e}", spec.name, spec.address),
-            )
-        })?;
-        let address = first.local_addr()?;
-        bound.push(Bound {
-            name: spec.name.clone(),
-            address,
-        });
-        sockets[0].push((spec.name.clone(), first));
-        for worker in sockets.iter_mut().skip(1) {
-            let socket = bind_shared(address).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("listener {} on {address}: {e}", spec.name),
-                )
-            })?;
-            worker.push((spec.name.clone(), socket));
-        }
-    }
     let mut threads = Vec::new();
-    for (index, listeners) in sockets.into_iter().enumerate() {
+    let mut commands = Vec::new();
+    for index in 0..count {
         let proxy = proxy.clone();
         let drain = drain.clone();
+        let (sender, receiver) = mpsc::unbounded_channel();
+        commands.push(sender);
         let thread = std::thread::Builder::new()
             .name(format!("trellis-worker-{index}"))
             .spawn(move || {
@@ -115,31 +177,67 @@ pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> i
                     .enable_all()
                     .build()
                     .expect("a worker runtime starts");
-                runtime.block_on(async move {
-                    let mut tasks = Vec::new();
-                    for (name, socket) in listeners {
-                        match tokio::net::TcpListener::from_std(socket) {
-                            Ok(listener) => tasks.push(tokio::spawn(listener::serve(
-                                proxy.clone(),
-                                listener,
-                                name,
-                                drain.clone(),
-                            ))),
-                            Err(error) => {
-                                tracing::error!(%error, listener = %name, "cannot serve listener")
-                            }
-                        }
-                    }
-                    for task in tasks {
-                        let _ = task.await;
-                    }
-                    // Draining: keep the runtime up while this process's connections finish.
-                    proxy.connections.idle().await;
-                });
+                runtime.block_on(work(proxy, receiver, drain));
             })?;
         threads.push(thread);
     }
-    Ok(Workers { bound, threads })
+    let mut workers = Workers {
+        bound: Vec::new(),
+        threads,
+        commands,
+        serving: BTreeMap::new(),
+    };
+    if let Some(error) = workers
+        .apply(&proxy.config.load().config)
+        .into_iter()
+        .next()
+    {
+        return Err(error);
+    }
+    Ok(workers)
+}
+
+/// One worker: serves the listeners it is handed, each until it is stopped or the proxy
+/// drains; then waits for the process's connections to end.
+async fn work(
+    proxy: Arc<Proxy>,
+    mut listeners: mpsc::UnboundedReceiver<Serve>,
+    mut drain: watch::Receiver<bool>,
+) {
+    loop {
+        let serve = tokio::select! {
+            serve = listeners.recv() => match serve {
+                Some(serve) => serve,
+                None => break,
+            },
+            () = listener::draining(&mut drain) => break,
+        };
+        let listener = match tokio::net::TcpListener::from_std(serve.socket) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, listener = %serve.name, "cannot serve listener");
+                continue;
+            }
+        };
+        // The listener stops when it is removed or when the proxy drains, whichever first.
+        let (stop, stopped) = watch::channel(false);
+        let (mut removed, mut draining) = (serve.stop, drain.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = listener::draining(&mut removed) => {}
+                () = listener::draining(&mut draining) => {}
+            }
+            let _ = stop.send(true);
+        });
+        tokio::spawn(listener::serve(
+            proxy.clone(),
+            listener,
+            serve.name,
+            stopped,
+        ));
+    }
+    // Draining: keep the runtime up while this process's connections finish.
+    proxy.connections.idle().await;
 }
 
 /// Sets the worker count before configuration is compiled, so per-worker state is sized for it.

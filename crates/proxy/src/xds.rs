@@ -1,0 +1,288 @@
+//! The xDS client: the proxy's configuration from the control plane, over a delta ADS stream
+//! (docs/xds.md).
+//!
+//! The proxy subscribes to every listener it is given (`*`), then by name to the route tables
+//! and clusters its listeners and routes refer to, and drops what nothing refers to any more,
+//! so it holds only what it uses. Each response is decoded whole: a resource that breaks a rule
+//! is refused (NACK, naming the resource and the field) and nothing of that response is kept.
+//! An accepted response is ACKed; the configuration is applied — swapped in for new requests,
+//! listeners bound or drained — once everything the listeners refer to has arrived, so a proxy
+//! never serves a half-received configuration.
+//!
+//! When the stream fails the proxy keeps serving its last configuration and reconnects with
+//! exponential backoff (100 ms doubling to 5 s, with jitter), telling the control plane the
+//! versions it holds so that only what changed meanwhile is sent again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use trellis_proto::xds::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use trellis_proto::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Status};
+use trellis_proto::{Resource, decode_resource, type_url};
+use trellis_proxy_config::{Action, Config};
+
+/// Backoff between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where the control plane is and who this proxy is.
+#[derive(Debug, Clone)]
+pub struct XdsOptions {
+    /// `http://host:port`.
+    pub address: String,
+    pub node: Node,
+}
+
+/// What is done with each complete configuration: swapping it in and (in the binary) binding
+/// its listeners. Returns why it could not be applied in full, if it could not.
+pub type Apply = Box<dyn FnMut(Config) -> Result<(), String> + Send>;
+
+/// The resources held, by type and name, with their versions.
+#[derive(Debug, Default)]
+struct Held {
+    resources: BTreeMap<&'static str, BTreeMap<String, (String, Resource)>>,
+    /// Names subscribed, per type (listeners: `*`).
+    subscribed: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+impl Held {
+    fn of(&self, kind: &'static str) -> impl Iterator<Item = &Resource> {
+        self.resources
+            .get(kind)
+            .into_iter()
+            .flat_map(|m| m.values().map(|(_, r)| r))
+    }
+
+    /// The route tables and clusters the held listeners and route tables refer to.
+    fn referenced(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let (mut tables, mut clusters) = (BTreeSet::new(), BTreeSet::new());
+        for resource in self.of(type_url::LISTENER) {
+            if let Resource::Listener(l) = resource {
+                tables.extend(l.route_table().map(str::to_owned));
+                clusters.extend(l.tcp_cluster().map(str::to_owned));
+            }
+        }
+        for resource in self.of(type_url::ROUTE_TABLE) {
+            let Resource::RouteTable(t) = resource else {
+                continue;
+            };
+            if !tables.contains(&t.name) {
+                continue;
+            }
+            for route in t.virtual_hosts.iter().flat_map(|h| &h.routes) {
+                if let Action::Forward(f) = &route.action {
+                    clusters.extend(f.destinations.iter().map(|d| d.cluster.clone()));
+                    clusters.extend(f.mirrors.iter().map(|m| m.cluster.clone()));
+                }
+            }
+        }
+        (tables, clusters)
+    }
+
+    /// The configuration, when every reference is held.
+    fn complete(&self) -> Option<Config> {
+        let mut config = Config::default();
+        for resource in self
+            .resources
+            .values()
+            .flat_map(|m| m.values().map(|(_, r)| r))
+        {
+            match resource.clone() {
+                Resource::Listener(l) => config.listeners.push(l),
+                Resource::RouteTable(t) => {
+                    config.routes.insert(t.name.clone(), t);
+                }
+                Resource::Cluster(c) => {
+                    config.clusters.insert(c.name.clone(), *c);
+                }
+            }
+        }
+        config.dangling_references().is_empty().then_some(config)
+    }
+
+    /// Applies a response; the reason it is refused, if it is.
+    fn accept(&mut self, response: &DeltaDiscoveryResponse) -> Result<&'static str, String> {
+        let Some(&kind) = type_url::ALL.iter().find(|&&t| t == response.type_url) else {
+            return Err(format!(
+                "{:?} is not a resource type this proxy knows",
+                response.type_url
+            ));
+        };
+        let mut decoded = Vec::new();
+        for resource in &response.resources {
+            let any = resource
+                .resource
+                .as_ref()
+                .ok_or_else(|| format!("{}: the resource is missing", resource.name))?;
+            let value = decode_resource(&any.type_url, &any.value)
+                .map_err(|e| format!("{} {}: {e}", short(kind), resource.name))?;
+            if value.name() != resource.name {
+                return Err(format!(
+                    "{} {}: the resource inside is named {:?}",
+                    short(kind),
+                    resource.name,
+                    value.name()
+                ));
+            }
+            decoded.push((resource.name.clone(), resource.version.clone(), value));
+        }
+        let held = self.resources.entry(kind).or_default();
+        for name in &response.removed_resources {
+            held.remove(name);
+        }
+        for (name, version, value) in decoded {
+            held.insert(name, (version, value));
+        }
+        Ok(kind)
+    }
+}
+
+fn short(kind: &str) -> &str {
+    kind.rsplit('.').next().unwrap_or(kind)
+}
+
+/// Keeps the proxy configured from the control plane until `drain` turns true; `ready` turns
+/// true once the first complete configuration is applied.
+pub async fn run(
+    options: XdsOptions,
+    mut apply: Apply,
+    ready: watch::Sender<bool>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut held = Held::default();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let session = session(&options, &mut held, &mut apply, &ready);
+        tokio::select! {
+            () = crate::listener::draining(&mut drain) => return,
+            outcome = session => match outcome {
+                Ok(()) => {
+                    tracing::warn!(control = %options.address, "the control plane closed the stream; reconnecting");
+                    backoff = BACKOFF_MIN;
+                }
+                Err(error) => tracing::warn!(control = %options.address, "xDS: {error}; serving the last configuration, retrying in {backoff:?}"),
+            }
+        }
+        let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 4));
+        tokio::select! {
+            () = crate::listener::draining(&mut drain) => return,
+            () = tokio::time::sleep(backoff + jitter) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One stream, until it ends (Ok) or fails.
+async fn session(
+    options: &XdsOptions,
+    held: &mut Held,
+    apply: &mut Apply,
+    ready: &watch::Sender<bool>,
+) -> Result<(), String> {
+    let mut client = AggregatedDiscoveryServiceClient::connect(options.address.clone())
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (requests, outgoing) = mpsc::channel(16);
+    // The first request of each type says what is held, so that nothing held is sent again.
+    held.subscribed
+        .entry(type_url::LISTENER)
+        .or_default()
+        .insert("*".to_owned());
+    let mut first = true;
+    for kind in type_url::ALL.iter().rev() {
+        let names = held.subscribed.get(kind).cloned().unwrap_or_default();
+        if names.is_empty() {
+            continue;
+        }
+        let versions = held
+            .resources
+            .get(kind)
+            .map(|m| m.iter().map(|(n, (v, _))| (n.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let _ = requests
+            .send(DeltaDiscoveryRequest {
+                node: first.then(|| options.node.clone()),
+                type_url: (*kind).to_owned(),
+                resource_names_subscribe: names.into_iter().collect(),
+                initial_resource_versions: versions,
+                ..Default::default()
+            })
+            .await;
+        first = false;
+    }
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(outgoing))
+        .await
+        .map_err(|status| format!("the control plane refused the stream: {}", status.message()))?
+        .into_inner();
+    tracing::info!(control = %options.address, "connected to the control plane");
+    loop {
+        let response = match responses.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(format!("the stream failed: {}", status.message())),
+        };
+        let mut ack = DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            ..Default::default()
+        };
+        match held.accept(&response) {
+            Ok(_) => {
+                // Subscribe to what is now referenced, drop what no longer is.
+                let (tables, clusters) = held.referenced();
+                for (kind, wanted) in [
+                    (type_url::ROUTE_TABLE, tables),
+                    (type_url::CLUSTER, clusters),
+                ] {
+                    let subscribed = held.subscribed.entry(kind).or_default();
+                    let new: Vec<String> = wanted.difference(subscribed).cloned().collect();
+                    let old: Vec<String> = subscribed.difference(&wanted).cloned().collect();
+                    if new.is_empty() && old.is_empty() {
+                        continue;
+                    }
+                    for name in &old {
+                        subscribed.remove(name);
+                        if let Some(resources) = held.resources.get_mut(kind) {
+                            resources.remove(name);
+                        }
+                    }
+                    subscribed.extend(new.iter().cloned());
+                    let change = DeltaDiscoveryRequest {
+                        type_url: kind.to_owned(),
+                        resource_names_subscribe: new,
+                        resource_names_unsubscribe: old,
+                        ..Default::default()
+                    };
+                    if kind == ack.type_url {
+                        ack.resource_names_subscribe = change.resource_names_subscribe;
+                        ack.resource_names_unsubscribe = change.resource_names_unsubscribe;
+                    } else {
+                        requests
+                            .send(change)
+                            .await
+                            .map_err(|_| "the stream closed")?;
+                    }
+                }
+                if let Some(config) = held.complete() {
+                    match apply(config) {
+                        Ok(()) => {
+                            ready.send_replace(true);
+                        }
+                        Err(why) => tracing::error!("configuration applied in part: {why}"),
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::error!(version = %response.system_version_info, "configuration refused; the one in force stays: {reason}");
+                ack.error_detail = Some(Status {
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: reason,
+                });
+            }
+        }
+        requests.send(ack).await.map_err(|_| "the stream closed")?;
+    }
+}
