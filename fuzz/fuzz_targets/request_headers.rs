@@ -45,6 +45,7 @@ fn route(name: &str, matches: Vec<RouteMatch>) -> Route {
         fault: None,
         cors: None,
         rate_limit: None,
+        source: None,
     }
 }
 

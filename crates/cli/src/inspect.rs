@@ -52,7 +52,7 @@ pub(crate) struct ConfigArgs {
 }
 
 /// GETs `path` from the debug API and parses its JSON.
-fn get(control: SocketAddr, path: &str) -> anyhow::Result<Value> {
+pub(crate) fn get(control: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let mut stream = TcpStream::connect_timeout(&control, Duration::from_secs(5)).with_context(
         || format!("cannot reach the control plane's debug API at {control} (is `trellis control` running? --control sets the address)"),
     )?;

@@ -7,6 +7,7 @@
 
 mod analyze;
 mod control;
+mod explain;
 mod inspect;
 
 use std::process::ExitCode;
@@ -37,6 +38,10 @@ enum Command {
     ProxyStatus(inspect::StatusArgs),
     /// Show the listeners, routes, clusters or endpoints the control plane gives a proxy.
     ProxyConfig(inspect::ConfigArgs),
+    /// Explain what a request from a workload would meet: listener, virtual host, route, fault,
+    /// destination and policies, each with the resource it came from; or why it gets a 404 or
+    /// 503.
+    Explain(explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Control(args) => control::run(args),
         Command::ProxyStatus(args) => inspect::status(args),
         Command::ProxyConfig(args) => inspect::config(args),
+        Command::Explain(args) => explain::run(args),
     };
     match outcome {
         Ok(code) => code,

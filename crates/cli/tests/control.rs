@@ -128,3 +128,131 @@ fn proxy_config_shows_what_a_workload_gets() {
     drop(control);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// reviews with two subsets, a header rule and a weighted split; ratings behind a fault.
+const ROUTED: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: default}
+spec: {selector: {app: ratings}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2, namespace: default}
+spec: {address: 127.0.0.22, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: productpage, namespace: default}
+spec: {address: 127.0.0.29, labels: {app: productpage}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /reviews}}]
+    route: [{destination: {host: reviews, subset: v1}, weight: 90}, {destination: {host: reviews, subset: v3}, weight: 10}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: ratings}}]
+"#;
+
+#[test]
+fn explain_names_the_route_subset_fault_or_missing_route_and_their_sources() {
+    let dir = std::env::temp_dir().join(format!("trellis-cli-explain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(dir.join("routed.yaml"), ROUTED).unwrap();
+    let control = control(&dir);
+    let explain = |args: &[&str]| {
+        let all = [
+            &["explain", "productpage"][..],
+            args,
+            &["--control", control.debug.as_str()],
+        ]
+        .concat();
+        stdout(&trellis(&all))
+    };
+
+    // A header route to a subset, with the rule and the DestinationRule named.
+    let jason = explain(&["http://reviews:9080/reviews/1", "-H", "end-user: jason"]);
+    assert!(
+        jason.contains("route:        reviews.default.0 [header end-user = \"jason\"]"),
+        "{jason}"
+    );
+    assert!(
+        jason.contains("from VirtualService default/reviews spec.http[0]"),
+        "{jason}"
+    );
+    assert!(
+        jason.contains("outbound|9080|v2|reviews.default.svc.cluster.local (100%)"),
+        "{jason}"
+    );
+    assert!(
+        jason.contains("from DestinationRule default/reviews"),
+        "{jason}"
+    );
+    assert!(jason.contains("127.0.0.22:9080"), "{jason}");
+
+    // A split, one side to a subset no rule defines.
+    let split = explain(&["http://reviews:9080/reviews/1"]);
+    assert!(
+        split.contains("from VirtualService default/reviews spec.http[1]"),
+        "{split}"
+    );
+    assert!(
+        split.contains("90% to outbound|9080|v1|reviews.default.svc.cluster.local; 10% 503 (NC)"),
+        "{split}"
+    );
+
+    // A fault.
+    let fault = explain(&["http://ratings:9080/ratings/1"]);
+    assert!(
+        fault.contains("abort with HTTP 500 on 100% of requests (FI)"),
+        "{fault}"
+    );
+    assert!(
+        fault.contains("outcome:      100% aborted with HTTP 500 (FI)"),
+        "{fault}"
+    );
+
+    // No route, and no virtual host.
+    let none = explain(&["http://reviews:9080/other"]);
+    assert!(
+        none.contains("has no route that matches: 404 (NR)"),
+        "{none}"
+    );
+    let unknown = explain(&["http://details:9080/"]);
+    assert!(
+        unknown.contains("no virtual host serves \"details:9080\""),
+        "{unknown}"
+    );
+
+    // JSON for scripts.
+    let json: serde_json::Value =
+        serde_json::from_str(&explain(&["http://reviews:9080/reviews/1", "-o", "json"])).unwrap();
+    assert_eq!(
+        json["steps"][2]["source"],
+        "VirtualService default/reviews spec.http[1]"
+    );
+    drop(control);
+    let _ = std::fs::remove_dir_all(&dir);
+}

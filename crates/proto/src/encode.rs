@@ -93,6 +93,7 @@ fn route(r: &config::Route) -> wire::Route {
             requests_per_second: l.requests_per_second,
             burst: l.burst,
         }),
+        source: r.source.clone(),
     }
 }
 
@@ -328,6 +329,7 @@ pub fn cluster(c: &config::Cluster) -> wire::Cluster {
             probes: k.probes,
         }),
         health_check: c.health_check.as_ref().map(health_check),
+        source: c.source.clone(),
     }
 }
 

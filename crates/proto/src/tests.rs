@@ -99,6 +99,7 @@ fn every_route() -> Vec<Route> {
                 requests_per_second: 0.5,
                 burst: 3,
             }),
+            source: Some("VirtualService default/reviews spec.http[0]".into()),
         },
         Route {
             name: "redirect".into(),
@@ -121,6 +122,7 @@ fn every_route() -> Vec<Route> {
             }),
             cors: None,
             rate_limit: None,
+            source: None,
         },
         Route {
             name: "direct".into(),
@@ -133,6 +135,7 @@ fn every_route() -> Vec<Route> {
             fault: None,
             cors: None,
             rate_limit: None,
+            source: None,
         },
     ]
 }
@@ -150,6 +153,7 @@ fn every_cluster() -> Vec<Cluster> {
         limits: None,
         tcp_keepalive: None,
         health_check: None,
+        source: None,
     };
     let full = Cluster {
         name: "outbound|9080|v1|reviews.default.svc.cluster.local".into(),
@@ -165,7 +169,9 @@ fn every_cluster() -> Vec<Cluster> {
             Endpoint {
                 address: "10.0.0.1:9080".parse().unwrap(),
                 weight: 3,
-                labels: (0..8).map(|i| (format!("label-{i}"), format!("{i}"))).collect(),
+                labels: (0..8)
+                    .map(|i| (format!("label-{i}"), format!("{i}")))
+                    .collect(),
             },
             Endpoint::new("[::1]:9080".parse().unwrap()),
         ],
@@ -211,6 +217,7 @@ fn every_cluster() -> Vec<Cluster> {
             unhealthy_threshold: 3,
             healthy_threshold: 2,
         }),
+        source: Some("DestinationRule default/reviews".into()),
     };
     let mut others = Vec::new();
     for (i, (load_balancer, check)) in [

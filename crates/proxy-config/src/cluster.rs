@@ -37,6 +37,10 @@ pub struct Cluster {
     /// Active health checking: endpoints that fail it leave balancing until they pass again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// The resource whose policies shaped the cluster (`DestinationRule default/reviews`), for
+    /// `trellis explain`; the proxy does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Active health checking, as Envoy's: every `interval` the proxy checks each endpoint, within

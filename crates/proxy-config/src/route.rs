@@ -45,6 +45,10 @@ pub struct Route {
     /// A token bucket the route's requests draw from; past it, 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Where the route was written (`VirtualService default/reviews spec.http[0]`), for
+    /// `trellis explain` and the configuration dump; the proxy does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Local rate limiting: a token bucket, shared by every route (and worker) that names it,

@@ -241,6 +241,7 @@ mod tests {
             fault: None,
             cors: None,
             rate_limit: None,
+            source: None,
         }
     }
 

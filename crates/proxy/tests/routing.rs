@@ -241,6 +241,7 @@ async fn redirects_build_the_location() {
         fault: None,
         cors: None,
         rate_limit: None,
+        source: None,
     };
     let routes = vec![
         redirect(

@@ -128,6 +128,9 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
             .as_ref()
             .and_then(|r| r.annotated(health_checks::PREFIX))
             .and_then(|rule| health_checks::health_check(rule, warnings)),
+        source: rules
+            .as_ref()
+            .map(|r| format!("DestinationRule {}", r.names())),
     })
 }
 

@@ -77,6 +77,10 @@ fn translate(
         fault: faults::fault(rule, &mut out.warnings),
         cors: cors::policy(rule),
         rate_limit: rate_limits::rate_limit(rule, &mut out.warnings),
+        source: Some(format!(
+            "VirtualService {}/{} {}",
+            rule.source.namespace, rule.source.name, rule.path
+        )),
     })
 }
 

@@ -291,6 +291,7 @@ fn default_route(service: &Service, port: u16, out: &mut Output) -> Route {
         fault: None,
         cors: None,
         rate_limit: None,
+        source: None,
     }
 }
 
@@ -342,6 +343,7 @@ fn inbound(cx: &Scope<'_>, address: IpAddr, app_ip: IpAddr, config: &mut Config)
                             fault: None,
                             cors: None,
                             rate_limit: None,
+                            source: None,
                         }],
                     }],
                 },
@@ -382,6 +384,7 @@ fn inbound(cx: &Scope<'_>, address: IpAddr, app_ip: IpAddr, config: &mut Config)
                 limits: None,
                 tcp_keepalive: None,
                 health_check: None,
+                source: None,
             },
         );
     }

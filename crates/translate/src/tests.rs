@@ -88,6 +88,7 @@ fn bookinfo_gateway() {
         fault: None,
         cors: None,
         rate_limit: None,
+        source: Some("VirtualService default/bookinfo spec.http[0]".into()),
     };
     let table = RouteTable {
         name: "http.8080".into(),
@@ -119,6 +120,7 @@ fn bookinfo_gateway() {
         limits: None,
         tcp_keepalive: None,
         health_check: None,
+        source: None,
     };
     assert_eq!(config.clusters, BTreeMap::from([(cluster_name, cluster)]));
     assert!(config.dangling_references().is_empty());

@@ -164,6 +164,7 @@ fn https_redirect() -> Route {
         fault: None,
         cors: None,
         rate_limit: None,
+        source: Some("the Gateway server's tls.httpsRedirect".to_owned()),
     }
 }
 

@@ -62,6 +62,7 @@ pub fn cluster(c: wire::Cluster) -> Result<config::Cluster, DecodeError> {
             .map(health_check)
             .transpose()
             .within("health_check")?,
+        source: c.source,
     })
 }
 

@@ -44,6 +44,7 @@ fn route(r: wire::Route) -> Result<config::Route, DecodeError> {
             .map(rate_limit)
             .transpose()
             .within("rate_limit")?,
+        source: r.source,
     })
 }
 

@@ -190,6 +190,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], load_balancer: LoadBalancer
         limits: None,
         tcp_keepalive: None,
         health_check: None,
+        source: None,
     }
 }
 
@@ -216,6 +217,7 @@ pub fn forward(name: &str, matches: Vec<RouteMatch>, destinations: &[(&str, u32)
         fault: None,
         cors: None,
         rate_limit: None,
+        source: None,
     }
 }
 
@@ -232,6 +234,7 @@ pub fn direct(name: &str, matches: Vec<RouteMatch>, status: u16, body: &str) -> 
         fault: None,
         cors: None,
         rate_limit: None,
+        source: None,
     }
 }
 

@@ -239,6 +239,7 @@ fn https_redirect_answers_every_request_with_a_redirect() {
                 fault: None,
                 cors: None,
                 rate_limit: None,
+                source: Some("the Gateway server's tls.httpsRedirect".into()),
             }],
         })
         .collect();
