@@ -5,6 +5,7 @@
 //! | `GET /debug/config` | the configuration in force: version, resources, and the files refused with why |
 //! | `GET /debug/registry` | services (host, ports, endpoints) and workloads |
 //! | `GET /debug/proxies` | connected proxies: identity, mesh version, and per type what was sent, ACKed or NACKed |
+//! | `GET /debug/stats` | counts: connected proxies, versions, responses and resource bytes pushed |
 //! | `GET /debug/proxy_config?proxy=<workload>.<namespace>` | the configuration that proxy gets (as its connection sees it when connected, else as a sidecar with the defaults), with the translation's warnings |
 //! | `POST /registry/workloads` | registers a workload (JSON: `name`, `namespace`, `labels`, `address`, `serviceAccount`) |
 //! | `DELETE /registry/workloads/<namespace>/<name>` | removes it |
@@ -23,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::ControlPlane;
-use crate::proxies::{ProxyIdentity, configure};
+use crate::proxies::{ProxyIdentity, translate};
 use crate::registry::Workload;
 
 /// Serves the debug API on `listener` until `shutdown` turns true.
@@ -62,6 +63,17 @@ async fn respond(
         (Method::GET, "/debug/config") => Ok(config(&plane)),
         (Method::GET, "/debug/registry") => Ok(registry(&plane)),
         (Method::GET, "/debug/proxies") => Ok(json!(plane.proxies())),
+        (Method::GET, "/debug/stats") => {
+            let (responses, bytes) = plane.pushed();
+            let mesh = plane.mesh();
+            Ok(json!({
+                "proxies": plane.proxies().len(),
+                "mesh_version": mesh.version,
+                "config_version": mesh.config.version,
+                "pushed_responses": responses,
+                "pushed_bytes": bytes,
+            }))
+        }
         (Method::GET, "/debug/proxy_config") => proxy_config(&plane, &query),
         (Method::POST, "/registry/workloads") => register(&plane, request).await,
         (Method::DELETE, p) if p.starts_with("/registry/workloads/") => {
@@ -171,11 +183,12 @@ fn proxy_config(plane: &ControlPlane, query: &str) -> Result<Value, (StatusCode,
             ProxyIdentity::sidecar(workload, namespace)
         }
     };
-    let translated = configure(&plane.mesh(), &identity);
+    let mesh = plane.mesh();
+    let translated = translate(&mesh, &identity);
     Ok(json!({
         "proxy": identity,
-        "mesh_version": translated.mesh_version,
-        "known_workload": translated.known_workload,
+        "mesh_version": mesh.version,
+        "known_workload": mesh.workload(&identity.namespace, &identity.workload).is_some(),
         "warnings": translated.warnings,
         "config": translated.config,
     }))

@@ -47,6 +47,11 @@ pub struct ControlPlane {
     pub registered: Registered,
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_key: AtomicU64,
+    /// Responses sent to proxies, and the bytes of the resources in them.
+    pushed: AtomicU64,
+    pushed_bytes: AtomicU64,
+    /// Translations shared by proxies alike, for the mesh version in force.
+    shared: Mutex<proxies::Shared>,
 }
 
 impl ControlPlane {
@@ -77,6 +82,9 @@ impl ControlPlane {
             registered,
             proxies: Mutex::new(BTreeMap::new()),
             next_key: AtomicU64::new(1),
+            pushed: AtomicU64::new(0),
+            pushed_bytes: AtomicU64::new(0),
+            shared: Mutex::default(),
         }))
     }
 
@@ -98,6 +106,20 @@ impl ControlPlane {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Responses pushed so far, and the bytes of the resources they carried.
+    pub fn pushed(&self) -> (u64, u64) {
+        (
+            self.pushed.load(Ordering::Relaxed),
+            self.pushed_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count_push(&self, bytes: usize) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        self.pushed_bytes
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     fn connected(&self, status: ProxyStatus) -> u64 {

@@ -22,11 +22,11 @@ pub struct Mesh {
     /// Counts rebuilds, from 1.
     pub version: u64,
     pub config: Arc<ConfigSnapshot>,
-    /// The configuration's resources and the sources' workloads (as WorkloadEntries).
+    /// The configuration's resources, and its Pods and the sources' workloads as WorkloadEntries.
     pub resources: Vec<Resource>,
     pub registry: Registry,
-    /// Every workload with an address, by (namespace, name): the files' WorkloadEntries, then
-    /// the sources' (which win).
+    /// Every workload with an address, by (namespace, name): the files' WorkloadEntries and
+    /// Pods, then the sources' (which win).
     pub workloads: BTreeMap<(String, String), Workload>,
 }
 
@@ -39,7 +39,7 @@ impl Mesh {
         let mut workloads: BTreeMap<(String, String), Workload> = config
             .resources
             .iter()
-            .filter_map(Workload::from_entry)
+            .filter_map(Workload::from_resource)
             .map(|w| ((w.namespace.clone(), w.name.clone()), w))
             .collect();
         for source in sources {
@@ -47,9 +47,15 @@ impl Mesh {
                 workloads.insert((w.namespace.clone(), w.name.clone()), w);
             }
         }
-        let registered = sources
+        // Pods with addresses and the sources' workloads join as the WorkloadEntries they are
+        // equivalent to, so Services select them.
+        let pods = config
+            .resources
             .iter()
-            .flat_map(|s| s.workloads())
+            .filter(|r| matches!(r, Resource::Pod(_)))
+            .filter_map(Workload::from_resource);
+        let registered = pods
+            .chain(sources.iter().flat_map(|s| s.workloads()))
             .map(|w| w.as_resource());
         let resources =
             trellis_api::latest_definitions(config.resources.iter().cloned().chain(registered));
@@ -112,5 +118,67 @@ pub async fn maintain(
             }
             Err(error) => tracing::error!(%error, "mesh rebuild failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registered;
+
+    #[test]
+    fn pods_with_addresses_and_registered_workloads_back_services() {
+        let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-v1-abc, namespace: default, labels: {app: reviews, version: v1}}
+spec: {serviceAccountName: bookinfo-reviews, containers: [{name: reviews, image: reviews}]}
+status: {podIP: 10.0.0.7}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pending, namespace: default, labels: {app: reviews}}
+spec: {containers: [{name: reviews, image: reviews}]}
+"#;
+        let load = trellis_api::load_text("mesh.yaml", yaml, &Default::default());
+        assert!(load.errors().is_empty(), "{:?}", load.errors());
+        let config = Arc::new(ConfigSnapshot {
+            version: 1,
+            resources: Arc::new(load.loaded.into_iter().map(|l| l.resource).collect()),
+            errors: Default::default(),
+        });
+        let registered = Registered::default();
+        registered.register(Workload {
+            name: "reviews-v2".into(),
+            namespace: "default".into(),
+            labels: [("app".to_owned(), "reviews".to_owned())].into(),
+            address: "10.0.0.8".parse().unwrap(),
+            service_account: None,
+        });
+        let sources: Vec<Arc<dyn WorkloadSource>> = vec![Arc::new(registered)];
+        let mesh = Mesh::build(1, config, &sources);
+        let pod = mesh
+            .workload("default", "reviews-v1-abc")
+            .expect("the pod is a workload");
+        assert_eq!(pod.service_account.as_deref(), Some("bookinfo-reviews"));
+        assert!(
+            mesh.workload("default", "pending").is_none(),
+            "no address, no workload"
+        );
+        let service = mesh
+            .registry
+            .get("reviews.default.svc.cluster.local")
+            .unwrap();
+        let addresses: Vec<String> = service
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["10.0.0.7", "10.0.0.8"]);
     }
 }

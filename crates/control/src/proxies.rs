@@ -9,20 +9,22 @@
 //! a workload the registry does not know gets outbound configuration only, and says so in
 //! `trellis proxy-status`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde::Serialize;
 use trellis_proto::{encode, node, type_url, xds};
 use trellis_proxy_config::Config;
-use trellis_translate::{GatewayOptions, SidecarOptions};
+use trellis_translate::{GatewayOptions, SidecarOptions, Translation};
 
 use crate::mesh::Mesh;
+use crate::registry::Workload;
 
 /// What a proxy runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Sidecar,
@@ -119,74 +121,162 @@ pub struct Encoded {
     pub any: prost_types::Any,
 }
 
-/// A proxy's configuration for one mesh version.
+/// Encoded resources by type URL, then name; shared between proxies that get the same.
+pub type Resources = BTreeMap<&'static str, BTreeMap<String, Arc<Encoded>>>;
+
+/// A proxy's configuration for one mesh version, as its stream sends it.
 #[derive(Debug)]
 pub struct ProxyConfig {
     pub mesh_version: u64,
-    pub config: Config,
-    pub warnings: Vec<String>,
     /// Whether the registry knows the proxy's workload.
     pub known_workload: bool,
-    /// By type URL, then name.
-    pub resources: BTreeMap<&'static str, BTreeMap<String, Encoded>>,
+    pub resources: Resources,
 }
 
-/// Translates the mesh for `identity`.
-pub fn configure(mesh: &Mesh, identity: &ProxyIdentity) -> ProxyConfig {
+/// The full translation for `identity`: configuration and warnings (for the debug API and
+/// `trellis explain`).
+pub fn translate(mesh: &Mesh, identity: &ProxyIdentity) -> Translation {
     let workload = mesh.workload(&identity.namespace, &identity.workload);
-    let labels = workload.map(|w| w.labels.clone()).unwrap_or_default();
-    let translation = match identity.role {
+    match identity.role {
         Role::Sidecar => trellis_translate::sidecar(
             &mesh.resources,
             &mesh.registry,
-            &SidecarOptions {
-                namespace: identity.namespace.clone(),
-                labels,
-                outbound: identity.outbound,
-                address: workload.map(|w| w.address),
-                app_ip: identity.app_ip,
-            },
+            &sidecar_options(identity, workload),
         ),
-        Role::Gateway => trellis_translate::gateway(
-            &mesh.resources,
-            &mesh.registry,
-            &GatewayOptions {
-                listen_ip: identity.listen_ip,
-                namespace: Some(identity.namespace.clone()),
-                labels: workload.map(|w| w.labels.clone()),
-            },
-        ),
+        Role::Gateway => gateway(mesh, identity, workload),
+    }
+}
+
+fn sidecar_options(identity: &ProxyIdentity, workload: Option<&Workload>) -> SidecarOptions {
+    SidecarOptions {
+        namespace: identity.namespace.clone(),
+        labels: workload.map(|w| w.labels.clone()).unwrap_or_default(),
+        outbound: identity.outbound,
+        address: workload.map(|w| w.address),
+        app_ip: identity.app_ip,
+    }
+}
+
+fn gateway(mesh: &Mesh, identity: &ProxyIdentity, workload: Option<&Workload>) -> Translation {
+    trellis_translate::gateway(
+        &mesh.resources,
+        &mesh.registry,
+        &GatewayOptions {
+            listen_ip: identity.listen_ip,
+            namespace: Some(identity.namespace.clone()),
+            labels: workload.map(|w| w.labels.clone()),
+        },
+    )
+}
+
+/// What makes two proxies' shared part of the configuration the same: a sidecar's outbound
+/// side depends on its namespace, labels and outbound address; a gateway's on its namespace,
+/// labels and listen address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SharedKey {
+    role: Role,
+    namespace: String,
+    labels: Option<Vec<(String, String)>>,
+    address: SocketAddr,
+}
+
+/// Translations shared by the proxies of one mesh version: replicas of a workload (and any
+/// proxies alike) are translated and encoded once, and hold the same encoded resources.
+#[derive(Debug, Default)]
+pub struct Shared {
+    version: u64,
+    parts: HashMap<SharedKey, Arc<OnceLock<Arc<Resources>>>>,
+}
+
+impl Shared {
+    /// The shared part for `key` in `mesh`, translated by `make` if no proxy needed it yet.
+    fn get(
+        shared: &Mutex<Self>,
+        mesh: &Mesh,
+        key: SharedKey,
+        make: impl FnOnce() -> Resources,
+    ) -> Arc<Resources> {
+        let cell = {
+            let mut shared = shared.lock().expect("translation cache lock");
+            if shared.version != mesh.version {
+                shared.version = mesh.version;
+                shared.parts.clear();
+            }
+            shared.parts.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| Arc::new(make())).clone()
+    }
+}
+
+/// The configuration `identity` gets from `mesh`, its shared part from `shared`.
+pub fn configure(mesh: &Mesh, identity: &ProxyIdentity, shared: &Mutex<Shared>) -> ProxyConfig {
+    let workload = mesh.workload(&identity.namespace, &identity.workload);
+    let labels = workload.map(|w| {
+        w.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    let key = SharedKey {
+        role: identity.role,
+        namespace: identity.namespace.clone(),
+        labels,
+        address: match identity.role {
+            Role::Sidecar => identity.outbound,
+            Role::Gateway => SocketAddr::new(identity.listen_ip, 0),
+        },
     };
-    let config = translation.config;
-    let mut resources: BTreeMap<&'static str, BTreeMap<String, Encoded>> = BTreeMap::new();
-    let listeners = config.listeners.iter().map(|l| {
-        (
-            l.name.clone(),
-            encoded(type_url::LISTENER, &encode::listener(l)),
-        )
+    let common = Shared::get(shared, mesh, key, || {
+        let translation = match identity.role {
+            Role::Sidecar => trellis_translate::sidecar_outbound(
+                &mesh.resources,
+                &mesh.registry,
+                &sidecar_options(identity, workload),
+            ),
+            Role::Gateway => gateway(mesh, identity, workload),
+        };
+        encode_all(&translation.config)
     });
-    resources.insert(type_url::LISTENER, listeners.collect());
-    let tables = config.routes.values().map(|t| {
-        (
-            t.name.clone(),
-            encoded(type_url::ROUTE_TABLE, &encode::route_table(t)),
-        )
-    });
-    resources.insert(type_url::ROUTE_TABLE, tables.collect());
-    let clusters = config.clusters.values().map(|c| {
-        (
-            c.name.clone(),
-            encoded(type_url::CLUSTER, &encode::cluster(c)),
-        )
-    });
-    resources.insert(type_url::CLUSTER, clusters.collect());
+    let own = match (identity.role, workload) {
+        (Role::Sidecar, Some(workload)) => Some(trellis_translate::sidecar_inbound(
+            &mesh.registry,
+            workload.address,
+            identity.app_ip,
+        )),
+        _ => None,
+    };
+    let mut resources = (*common).clone();
+    if let Some(own) = own {
+        for (kind, encoded) in encode_all(&own) {
+            resources.entry(kind).or_default().extend(encoded);
+        }
+    }
     ProxyConfig {
         mesh_version: mesh.version,
-        config,
-        warnings: translation.warnings,
         known_workload: workload.is_some(),
         resources,
     }
+}
+
+/// Every resource of `config`, encoded.
+fn encode_all(config: &Config) -> Resources {
+    let mut resources = Resources::new();
+    let listeners = config.listeners.iter().map(|l| {
+        let encoded = encoded(type_url::LISTENER, &encode::listener(l));
+        (l.name.clone(), Arc::new(encoded))
+    });
+    resources.insert(type_url::LISTENER, listeners.collect());
+    let tables = config.routes.values().map(|t| {
+        let encoded = encoded(type_url::ROUTE_TABLE, &encode::route_table(t));
+        (t.name.clone(), Arc::new(encoded))
+    });
+    resources.insert(type_url::ROUTE_TABLE, tables.collect());
+    let clusters = config.clusters.values().map(|c| {
+        let encoded = encoded(type_url::CLUSTER, &encode::cluster(c));
+        (c.name.clone(), Arc::new(encoded))
+    });
+    resources.insert(type_url::CLUSTER, clusters.collect());
+    resources
 }
 
 fn encoded(type_url: &str, message: &impl prost::Message) -> Encoded {
@@ -234,4 +324,70 @@ pub(crate) fn now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ConfigSnapshot;
+
+    #[test]
+    fn replicas_share_their_outbound_side_and_keep_their_own_inbound() {
+        let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-1, namespace: default}
+spec: {address: 10.0.0.1, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-2, namespace: default}
+spec: {address: 10.0.0.2, labels: {app: reviews}}
+"#;
+        let load = trellis_api::load_text("mesh.yaml", yaml, &Default::default());
+        let config = Arc::new(ConfigSnapshot {
+            version: 1,
+            resources: Arc::new(load.loaded.into_iter().map(|l| l.resource).collect()),
+            errors: Default::default(),
+        });
+        let mesh = Mesh::build(1, config, &[]);
+        let shared = Mutex::default();
+        let one = configure(
+            &mesh,
+            &ProxyIdentity::sidecar("reviews-1", "default"),
+            &shared,
+        );
+        let two = configure(
+            &mesh,
+            &ProxyIdentity::sidecar("reviews-2", "default"),
+            &shared,
+        );
+        let table = |c: &ProxyConfig| c.resources[type_url::ROUTE_TABLE]["outbound"].clone();
+        assert!(
+            Arc::ptr_eq(&table(&one), &table(&two)),
+            "one encoding for both"
+        );
+        let listeners = |c: &ProxyConfig| -> Vec<String> {
+            c.resources[type_url::LISTENER].keys().cloned().collect()
+        };
+        assert_eq!(listeners(&one), ["inbound|9080", "outbound"]);
+        let inbound = |c: &ProxyConfig| c.resources[type_url::LISTENER]["inbound|9080"].clone();
+        assert_ne!(
+            inbound(&one).version,
+            inbound(&two).version,
+            "each on its own address"
+        );
+        // The full translation agrees with what the stream sends.
+        let full = translate(&mesh, &ProxyIdentity::sidecar("reviews-2", "default")).config;
+        assert_eq!(encode_all(&full)[type_url::LISTENER].len(), 2);
+        assert_eq!(
+            encode_all(&full)[type_url::ROUTE_TABLE]["outbound"].version,
+            table(&two).version
+        );
+    }
 }

@@ -4,8 +4,9 @@
 //! Sources sit behind one trait, [`WorkloadSource`]. Services and workloads come from:
 //!
 //! - the configuration files: Kubernetes `Service`s, `ServiceEntry`s and `WorkloadEntry`s (read
-//!   by `trellis-translate`'s registry; `Deployment`s and `Pod`s name workloads but have no
-//!   addresses outside a cluster, so they give none);
+//!   by `trellis-translate`'s registry), and `Pod`s that carry their address (`status.podIP`,
+//!   as `kubectl get pod -o yaml` shows it), with their labels and service account;
+//!   `Deployment`s name workloads but have no addresses, so they give none;
 //! - [`Registered`]: workloads registered through the API (the local runner registers its pods
 //!   there; `POST /registry/workloads` on the debug listener does the same over HTTP);
 //! - (later) the Kubernetes API, behind the same trait.
@@ -58,18 +59,30 @@ impl Workload {
         }))
     }
 
-    /// A `WorkloadEntry` from the configuration files as a workload (if it has an IP address).
-    pub fn from_entry(resource: &Resource) -> Option<Self> {
-        let Resource::WorkloadEntry(entry) = resource else {
-            return None;
-        };
-        Some(Self {
-            name: entry.metadata.name.clone(),
-            namespace: entry.metadata.namespace.clone(),
-            labels: entry.spec.labels.clone(),
-            address: entry.spec.address.as_deref()?.parse().ok()?,
-            service_account: entry.spec.service_account.clone(),
-        })
+    /// A `WorkloadEntry` or a `Pod` from the configuration files as a workload (if it has an
+    /// IP address: a Pod's is its `status.podIP`).
+    pub fn from_resource(resource: &Resource) -> Option<Self> {
+        match resource {
+            Resource::WorkloadEntry(entry) => Some(Self {
+                name: entry.metadata.name.clone(),
+                namespace: entry.metadata.namespace.clone(),
+                labels: entry.spec.labels.clone(),
+                address: entry.spec.address.as_deref()?.parse().ok()?,
+                service_account: entry.spec.service_account.clone(),
+            }),
+            Resource::Pod(pod) => Some(Self {
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                labels: pod.metadata.labels.clone(),
+                address: pod.status.as_ref()?.get("podIP")?.as_str()?.parse().ok()?,
+                service_account: pod
+                    .spec
+                    .service_account_name
+                    .clone()
+                    .or_else(|| pod.spec.service_account.clone()),
+            }),
+            _ => None,
+        }
     }
 }
 

@@ -89,7 +89,7 @@ impl Session {
         responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     ) -> Self {
         let mesh = plane.mesh.borrow().clone();
-        let config = Arc::new(configure(&mesh, &identity));
+        let config = Arc::new(configure(&mesh, &identity, &plane.shared));
         let key = plane.connected(ProxyStatus {
             id: identity.id(),
             identity: identity.clone(),
@@ -203,7 +203,7 @@ impl Session {
 
     /// Translates again for a new mesh and sends what changed.
     async fn remesh(&mut self, mesh: &Mesh) -> Result<(), ()> {
-        self.config = Arc::new(configure(mesh, &self.identity));
+        self.config = Arc::new(configure(mesh, &self.identity, &self.plane.shared));
         let (version, known) = (self.config.mesh_version, self.config.known_workload);
         self.plane.update(self.key, |status| {
             status.mesh_version = version;
@@ -272,6 +272,11 @@ impl Session {
             t.sent = Some(version);
             t.resources = held;
         });
+        let bytes: usize = resources
+            .iter()
+            .map(|r| r.resource.as_ref().map_or(0, |a| a.value.len()))
+            .sum();
+        self.plane.count_push(bytes);
         let response = DeltaDiscoveryResponse {
             system_version_info: version.to_string(),
             resources,

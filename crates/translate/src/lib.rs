@@ -132,3 +132,21 @@ pub fn sidecar(
 ) -> Translation {
     sidecar::translate(resources, registry, options)
 }
+
+/// A sidecar's outbound side alone: the same for every replica of a workload (same namespace,
+/// labels and outbound address), so a control plane can translate it once for all of them.
+pub fn sidecar_outbound(
+    resources: &[Resource],
+    registry: &Registry,
+    options: &SidecarOptions,
+) -> Translation {
+    sidecar::outbound(resources, registry, options)
+}
+
+/// A sidecar's inbound side alone: listeners on `address` for the ports the registry says it
+/// serves, each in front of the application at `app_ip`.
+pub fn sidecar_inbound(registry: &Registry, address: IpAddr, app_ip: IpAddr) -> Config {
+    let mut config = Config::default();
+    sidecar::inbound(registry, address, app_ip, &mut config);
+    config
+}

@@ -69,6 +69,20 @@ pub(crate) fn translate(
     registry: &crate::Registry,
     options: &SidecarOptions,
 ) -> Translation {
+    let mut translation = outbound(resources, registry, options);
+    if let Some(address) = options.address {
+        inbound(registry, address, options.app_ip, &mut translation.config);
+    }
+    translation
+}
+
+/// The outbound side alone (the options' `address` and `app_ip` do not matter to it), which
+/// every replica of a workload shares.
+pub(crate) fn outbound(
+    resources: &[trellis_api::Resource],
+    registry: &crate::Registry,
+    options: &SidecarOptions,
+) -> Translation {
     let cx = Scope {
         index: Index::new(resources),
         registry,
@@ -90,9 +104,6 @@ pub(crate) fn translate(
         },
     });
     config.clusters = clusters::build(&cx, &mut out);
-    if let Some(address) = options.address {
-        inbound(&cx, address, options.app_ip, &mut config);
-    }
     Translation {
         config,
         warnings: out.warnings.into_vec(),
@@ -296,10 +307,15 @@ fn default_route(service: &Service, port: u16, out: &mut Output) -> Route {
 }
 
 /// The workload's own ports: a listener each, in front of the application.
-fn inbound(cx: &Scope<'_>, address: IpAddr, app_ip: IpAddr, config: &mut Config) {
+pub(crate) fn inbound(
+    registry: &crate::Registry,
+    address: IpAddr,
+    app_ip: IpAddr,
+    config: &mut Config,
+) {
     // Target port -> (is HTTP, the first service serving it).
     let mut ports: BTreeMap<u16, (bool, &Service)> = BTreeMap::new();
-    for service in cx.registry.services() {
+    for service in registry.services() {
         let served: BTreeSet<(u16, u16)> = service
             .endpoints
             .iter()
