@@ -75,12 +75,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         refused_files = config.errors.len(),
         "control plane ready"
     );
-    tokio::spawn(trellis_control::debug::serve(
-        plane.clone(),
-        debug_listener,
-        stopped.clone(),
-    ));
-    let server = tokio::spawn(plane.serve_xds(xds, stopped));
+    let server = tokio::spawn(plane.serve(xds, debug_listener, stopped));
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {

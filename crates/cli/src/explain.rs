@@ -256,9 +256,26 @@ fn explain(
                 policy.push(format!("timeout {timeout}"));
             }
             if let Some(retry) = &forward.retry {
+                // Envoy's names for the conditions (`connect-failure`, `5xx`, ...).
+                let on: Vec<String> = retry
+                    .retry_on
+                    .iter()
+                    .filter_map(|o| serde_json::to_value(o).ok()?.as_str().map(str::to_owned))
+                    .collect();
+                let codes: Vec<String> = retry
+                    .retriable_status_codes
+                    .iter()
+                    .map(u16::to_string)
+                    .collect();
+                let codes = if codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (status {})", codes.join(", "))
+                };
                 policy.push(format!(
-                    "{} retries on {:?}",
-                    retry.attempts, retry.retry_on
+                    "{} retries on {}{codes}",
+                    retry.attempts,
+                    on.join(",")
                 ));
             }
             if !forward.mirrors.is_empty() {

@@ -81,12 +81,7 @@ fn serve(dir: PathBuf) {
             xds.local_addr().unwrap(),
             debug.local_addr().unwrap()
         );
-        tokio::spawn(trellis_control::debug::serve(
-            plane.clone(),
-            debug,
-            stopped.clone(),
-        ));
-        plane.serve_xds(xds, stopped).await.expect("serves");
+        plane.serve(xds, debug, stopped).await.expect("serves");
     });
 }
 

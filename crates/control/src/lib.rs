@@ -141,6 +141,17 @@ impl ControlPlane {
         self.proxies.lock().expect("proxy table lock").remove(&key);
     }
 
+    /// Serves the debug API on `debug` and delta ADS on `xds` until `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        xds: TcpListener,
+        debug: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), tonic::transport::Error> {
+        tokio::spawn(debug::serve(self.clone(), debug, shutdown.clone()));
+        self.serve_xds(xds, shutdown).await
+    }
+
     /// Serves delta ADS on `listener` until `shutdown` turns true.
     pub async fn serve_xds(
         self: Arc<Self>,

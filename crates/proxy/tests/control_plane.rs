@@ -115,12 +115,7 @@ fn control_plane_process() {
             xds.local_addr().unwrap(),
             debug.local_addr().unwrap()
         );
-        tokio::spawn(trellis_control::debug::serve(
-            plane.clone(),
-            debug,
-            stopped.clone(),
-        ));
-        plane.serve_xds(xds, stopped).await.unwrap();
+        plane.serve(xds, debug, stopped).await.unwrap();
     });
 }
 

@@ -284,6 +284,11 @@ fn default_route(service: &Service, port: u16, out: &mut Output) -> Route {
     };
     let cluster = key.name();
     out.clusters.insert(key);
+    everything_to(cluster, Some(RetryPolicy::mesh_default()))
+}
+
+/// A route sending every request to `cluster`.
+fn everything_to(cluster: String, retry: Option<RetryPolicy>) -> Route {
     Route {
         name: "default".to_owned(),
         matches: Vec::new(),
@@ -295,7 +300,7 @@ fn default_route(service: &Service, port: u16, out: &mut Output) -> Route {
             }],
             rewrite: None,
             timeout: None,
-            retry: Some(RetryPolicy::mesh_default()),
+            retry,
             mirrors: Vec::new(),
         }),
         headers: Default::default(),
@@ -341,26 +346,7 @@ pub(crate) fn inbound(
                     virtual_hosts: vec![VirtualHost {
                         name: "inbound".to_owned(),
                         domains: vec!["*".to_owned()],
-                        routes: vec![Route {
-                            name: "default".to_owned(),
-                            matches: Vec::new(),
-                            action: Action::Forward(Forward {
-                                destinations: vec![WeightedCluster {
-                                    cluster: cluster.clone(),
-                                    weight: 100,
-                                    headers: Default::default(),
-                                }],
-                                rewrite: None,
-                                timeout: None,
-                                retry: None,
-                                mirrors: Vec::new(),
-                            }),
-                            headers: Default::default(),
-                            fault: None,
-                            cors: None,
-                            rate_limit: None,
-                            source: None,
-                        }],
+                        routes: vec![everything_to(cluster.clone(), None)],
                     }],
                 },
             );
