@@ -9,8 +9,10 @@
 //! resources equal sends nothing. A name the proxy subscribes to is answered even if it holds
 //! the current version (Envoy's rule), unless it said so in `initial_resource_versions` on
 //! reconnecting. Each response has a nonce; the proxy's next request naming it ACKs it, or
-//! NACKs it with `error_detail`, which is logged and shown by `trellis proxy-status`; a NACKed
-//! version is not sent again, the next change is.
+//! NACKs it with `error_detail`, which is logged and shown by `trellis proxy-status`. A proxy
+//! that refuses a response keeps what it had, and so does the server's record of it: nothing
+//! more of that type is pushed until the mesh changes, and then everything the refused
+//! response carried that still differs is sent again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -67,6 +69,18 @@ struct Subscription {
     held: BTreeMap<String, String>,
     /// Names to answer even if held at the current version.
     asked: BTreeSet<String>,
+    /// The proxy refused (NACKed) the last response: nothing more is pushed until the mesh
+    /// changes, so the same refused resources are not sent again and again.
+    refused: bool,
+}
+
+/// A response awaiting its ACK: its type, mesh version, and what the proxy held before it of
+/// each name it carried (restored if the proxy refuses it).
+#[derive(Debug)]
+struct Pending {
+    kind: &'static str,
+    version: u64,
+    before: Vec<(String, Option<String>)>,
 }
 
 struct Session {
@@ -76,8 +90,8 @@ struct Session {
     subscriptions: BTreeMap<&'static str, Subscription>,
     config: Arc<ProxyConfig>,
     nonce: u64,
-    /// Nonce -> (type, mesh version) of responses awaiting their ACK.
-    pending: HashMap<String, (&'static str, u64)>,
+    /// Responses awaiting their ACK, by nonce.
+    pending: HashMap<String, Pending>,
     responses: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
 }
 
@@ -157,12 +171,23 @@ impl Session {
             return Ok(());
         };
         if !request.response_nonce.is_empty()
-            && let Some((_, version)) = self.pending.remove(&request.response_nonce)
+            && let Some(pending) = self.pending.remove(&request.response_nonce)
         {
             let id = self.identity.id();
+            let version = pending.version;
             let error = request.error_detail.as_ref().map(|e| e.message.clone());
             if let Some(reason) = &error {
                 tracing::warn!(proxy = %id, type_url = kind, version, "proxy refused the configuration: {reason}");
+                // The proxy kept what it had: so must our idea of what it holds, so that the
+                // next change sends again what this response carried.
+                let subscription = self.subscriptions.entry(pending.kind).or_default();
+                for (name, before) in pending.before {
+                    match before {
+                        Some(held) => subscription.held.insert(name, held),
+                        None => subscription.held.remove(&name),
+                    };
+                }
+                subscription.refused = true;
             }
             self.plane.update(self.key, |status| {
                 let t = status.types.entry(kind.to_owned()).or_default();
@@ -204,6 +229,9 @@ impl Session {
     /// Translates again for a new mesh and sends what changed.
     async fn remesh(&mut self, mesh: &Mesh) -> Result<(), ()> {
         self.config = Arc::new(configure(mesh, &self.identity, &self.plane.shared));
+        for subscription in self.subscriptions.values_mut() {
+            subscription.refused = false;
+        }
         let (version, known) = (self.config.mesh_version, self.config.known_workload);
         self.plane.update(self.key, |status| {
             status.mesh_version = version;
@@ -222,6 +250,10 @@ impl Session {
         let Some(subscription) = self.subscriptions.get_mut(kind) else {
             return Ok(());
         };
+        if subscription.refused {
+            return Ok(());
+        }
+        let mut before = Vec::new();
         let empty = BTreeMap::new();
         let all = self.config.resources.get(kind).unwrap_or(&empty);
         let wanted = |name: &String| subscription.wildcard || subscription.names.contains(name);
@@ -229,6 +261,7 @@ impl Session {
         for (name, encoded) in all.iter().filter(|(name, _)| wanted(name)) {
             let fresh = subscription.held.get(name) != Some(&encoded.version);
             if fresh || subscription.asked.contains(name) {
+                before.push((name.clone(), subscription.held.get(name).cloned()));
                 resources.push(Resource {
                     version: encoded.version.clone(),
                     resource: Some(encoded.any.clone()),
@@ -248,7 +281,7 @@ impl Session {
             .collect();
         let mut removed = gone.clone();
         for name in gone {
-            subscription.held.remove(&name);
+            before.push((name.clone(), subscription.held.remove(&name)));
         }
         // Asked-for names that do not exist are answered as removed, so the proxy stops waiting.
         let missing: Vec<String> = subscription
@@ -265,7 +298,14 @@ impl Session {
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let version = self.config.mesh_version;
-        self.pending.insert(nonce.clone(), (kind, version));
+        self.pending.insert(
+            nonce.clone(),
+            Pending {
+                kind,
+                version,
+                before,
+            },
+        );
         let held = subscription.held.len();
         self.plane.update(self.key, |status| {
             let t: &mut TypeStatus = status.types.entry(kind.to_owned()).or_default();

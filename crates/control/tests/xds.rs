@@ -303,3 +303,45 @@ async fn a_reconnecting_proxy_is_not_sent_what_it_holds() {
     );
     let _ = std::fs::remove_dir_all(&mesh.dir);
 }
+
+#[tokio::test]
+async fn a_refused_response_is_not_repeated_and_comes_again_with_the_next_change() {
+    let mesh = mesh("nack").await;
+    let mut client =
+        Client::connect(&mesh, &ProxyIdentity::sidecar("productpage", "default")).await;
+    let listeners = client.next().await;
+    client.ack(&listeners).await;
+    client.subscribe(type_url::ROUTE_TABLE, &["outbound"]).await;
+    let tables = client.next().await;
+    client.ack(&tables).await;
+    let cluster = "outbound|9080|v1|reviews.default.svc.cluster.local";
+    client.subscribe(type_url::CLUSTER, &[cluster]).await;
+    let clusters = client.next().await;
+    assert_eq!(clusters.system_version_info, "1");
+    client
+        .send(DeltaDiscoveryRequest {
+            type_url: clusters.type_url.clone(),
+            response_nonce: clusters.nonce.clone(),
+            error_detail: Some(Status {
+                code: 3,
+                message: "refused for the test".into(),
+            }),
+            ..Default::default()
+        })
+        .await;
+
+    // An edit that changes the route table only: the refused cluster comes again with it, and
+    // nothing came in between.
+    std::fs::write(mesh.dir.join("reviews-vs.yaml"), virtual_service("7s")).unwrap();
+    let again = client.next().await;
+    assert_eq!(again.type_url, type_url::CLUSTER, "{again:?}");
+    assert_eq!(names(&again), [cluster]);
+    assert_ne!(
+        again.system_version_info, "1",
+        "sent for the new mesh version"
+    );
+    client.ack(&again).await;
+    let table = client.next().await;
+    assert_eq!(table.type_url, type_url::ROUTE_TABLE);
+    let _ = std::fs::remove_dir_all(&mesh.dir);
+}
