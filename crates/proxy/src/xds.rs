@@ -6,8 +6,8 @@
 //! so it holds only what it uses. Each response is decoded whole: a resource that breaks a rule
 //! is refused (NACK, naming the resource and the field) and nothing of that response is kept.
 //! An accepted response is ACKed; the configuration is applied — swapped in for new requests,
-//! listeners bound or drained — once everything the listeners refer to has arrived, so a proxy
-//! never serves a half-received configuration.
+//! listeners bound or drained — once everything the listeners refer to has arrived or is known
+//! not to exist, so a proxy never serves a half-received configuration.
 //!
 //! When the stream fails the proxy keeps serving its last configuration and reconnects with
 //! exponential backoff (100 ms doubling to 5 s, with jitter), telling the control plane the
@@ -45,6 +45,9 @@ struct Held {
     resources: BTreeMap<&'static str, BTreeMap<String, (String, Resource)>>,
     /// Names subscribed, per type (listeners: `*`).
     subscribed: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Names the control plane said do not exist (a route to a subset no DestinationRule
+    /// defines refers to a cluster that is not there, and gets 503 NC): nothing to wait for.
+    absent: BTreeSet<String>,
 }
 
 impl Held {
@@ -99,7 +102,14 @@ impl Held {
                 }
             }
         }
-        config.dangling_references().is_empty().then_some(config)
+        let waiting = config.dangling_references().into_iter().any(|d| {
+            let name =
+                d.to.strip_prefix("cluster ")
+                    .or_else(|| d.to.strip_prefix("route table "))
+                    .unwrap_or(&d.to);
+            !self.absent.contains(name)
+        });
+        (!waiting).then_some(config)
     }
 
     /// Applies a response; the reason it is refused, if it is.
@@ -131,8 +141,10 @@ impl Held {
         let held = self.resources.entry(kind).or_default();
         for name in &response.removed_resources {
             held.remove(name);
+            self.absent.insert(name.clone());
         }
         for (name, version, value) in decoded {
+            self.absent.remove(&name);
             held.insert(name, (version, value));
         }
         Ok(kind)
