@@ -47,11 +47,7 @@ struct Step {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let proxy = if args.proxy.contains('.') {
-        args.proxy.clone()
-    } else {
-        format!("{}.default", args.proxy)
-    };
+    let proxy = crate::inspect::qualified(&args.proxy);
     let answer = get(args.control, &format!("/debug/proxy_config?proxy={proxy}"))?;
     let config: Config = serde_json::from_value(answer["config"].clone())
         .context("the control plane's configuration for the proxy does not read")?;
@@ -201,14 +197,11 @@ fn explain(
             });
         }
         if let Some(abort) = &fault.abort {
-            let status = match abort.status {
-                trellis_proxy_config::AbortStatus::Http(code) => format!("HTTP {code}"),
-                trellis_proxy_config::AbortStatus::Grpc(code) => format!("gRPC status {code}"),
-            };
             steps.push(Step {
                 what: "fault",
                 detail: format!(
-                    "abort with {status} on {}% of requests (FI); those never reach a cluster",
+                    "abort with {} on {}% of requests (FI); those never reach a cluster",
+                    abort_status(abort.status),
                     abort.percent
                 ),
                 source: route.source.clone(),
@@ -220,10 +213,7 @@ fn explain(
         .as_ref()
         .and_then(|f| f.abort.as_ref())
         .map(|a| {
-            let status = match a.status {
-                trellis_proxy_config::AbortStatus::Http(code) => format!("HTTP {code}"),
-                trellis_proxy_config::AbortStatus::Grpc(code) => format!("gRPC status {code}"),
-            };
+            let status = abort_status(a.status);
             (
                 a.percent,
                 format!("{}% aborted with {status} (FI)", a.percent),
@@ -325,6 +315,13 @@ fn explain(
         None => outcome,
     };
     (steps, outcome)
+}
+
+fn abort_status(status: trellis_proxy_config::AbortStatus) -> String {
+    match status {
+        trellis_proxy_config::AbortStatus::Http(code) => format!("HTTP {code}"),
+        trellis_proxy_config::AbortStatus::Grpc(code) => format!("gRPC status {code}"),
+    }
 }
 
 /// A cluster as a step: its share, balancing, policies and endpoints; and what a request to it

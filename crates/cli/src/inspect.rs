@@ -51,6 +51,15 @@ pub(crate) struct ConfigArgs {
     output: Format,
 }
 
+/// `<workload>.<namespace>` from what the user typed (`default` when no namespace is given).
+pub(crate) fn qualified(proxy: &str) -> String {
+    if proxy.contains('.') {
+        proxy.to_owned()
+    } else {
+        format!("{proxy}.default")
+    }
+}
+
 /// GETs `path` from the debug API and parses its JSON.
 pub(crate) fn get(control: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let mut stream = TcpStream::connect_timeout(&control, Duration::from_secs(5)).with_context(
@@ -134,11 +143,7 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let proxy = if args.proxy.contains('.') {
-        args.proxy.clone()
-    } else {
-        format!("{}.default", args.proxy)
-    };
+    let proxy = qualified(&args.proxy);
     let answer = get(args.control, &format!("/debug/proxy_config?proxy={proxy}"))?;
     let config = &answer["config"];
     let part = match args.part {

@@ -36,29 +36,24 @@ impl Mesh {
         config: Arc<ConfigSnapshot>,
         sources: &[Arc<dyn WorkloadSource>],
     ) -> Self {
-        let mut workloads: BTreeMap<(String, String), Workload> = config
-            .resources
-            .iter()
-            .filter_map(Workload::from_resource)
-            .map(|w| ((w.namespace.clone(), w.name.clone()), w))
-            .collect();
-        for source in sources {
-            for w in source.workloads() {
+        // Pods with addresses and the sources' workloads also join as the WorkloadEntries they
+        // are equivalent to, so Services select them.
+        let mut workloads: BTreeMap<(String, String), Workload> = BTreeMap::new();
+        let mut entries = Vec::new();
+        for resource in config.resources.iter() {
+            if let Some(w) = Workload::from_resource(resource) {
+                if matches!(resource, Resource::Pod(_)) {
+                    entries.push(w.as_resource());
+                }
                 workloads.insert((w.namespace.clone(), w.name.clone()), w);
             }
         }
-        // Pods with addresses and the sources' workloads join as the WorkloadEntries they are
-        // equivalent to, so Services select them.
-        let pods = config
-            .resources
-            .iter()
-            .filter(|r| matches!(r, Resource::Pod(_)))
-            .filter_map(Workload::from_resource);
-        let registered = pods
-            .chain(sources.iter().flat_map(|s| s.workloads()))
-            .map(|w| w.as_resource());
+        for w in sources.iter().flat_map(|s| s.workloads()) {
+            entries.push(w.as_resource());
+            workloads.insert((w.namespace.clone(), w.name.clone()), w);
+        }
         let resources =
-            trellis_api::latest_definitions(config.resources.iter().cloned().chain(registered));
+            trellis_api::latest_definitions(config.resources.iter().cloned().chain(entries));
         let registry = Registry::from_resources(&resources, &trellis_api::fs::resolve_host);
         for warning in registry.warnings() {
             tracing::warn!("{warning}");

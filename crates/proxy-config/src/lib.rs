@@ -36,7 +36,9 @@ pub struct Config {
 pub struct DanglingReference {
     /// Where the reference is (`listener http-8080`, `route bookinfo/productpage`).
     pub from: String,
-    /// What it names (`route table x`, `cluster y`).
+    /// What kind of part it names: `cluster` or `route table`.
+    pub kind: &'static str,
+    /// The name of the part.
     pub to: String,
 }
 
@@ -44,8 +46,8 @@ impl std::fmt::Display for DanglingReference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} refers to {}, which is not configured",
-            self.from, self.to
+            "{} refers to {} {}, which is not configured",
+            self.from, self.kind, self.to
         )
     }
 }
@@ -59,7 +61,8 @@ impl Config {
             if !self.clusters.contains_key(name) {
                 found.push(DanglingReference {
                     from,
-                    to: format!("cluster {name}"),
+                    kind: "cluster",
+                    to: name.to_owned(),
                 });
             }
         };
@@ -70,7 +73,8 @@ impl Config {
             {
                 found.push(DanglingReference {
                     from: from.clone(),
-                    to: format!("route table {table}"),
+                    kind: "route table",
+                    to: table.to_owned(),
                 });
             }
             if let Some(name) = listener.tcp_cluster() {

@@ -325,8 +325,9 @@ async fn run(
 /// Puts a configuration in force: swapped in for new requests, then its listeners bound (and
 /// those it no longer has drained).
 fn apply(proxy: &Arc<Proxy>, workers: &Mutex<Workers>, config: Config) -> Result<(), String> {
-    let version = proxy.config.update(config.clone());
-    let errors = workers.lock().expect("workers lock").apply(&config);
+    let listeners = config.listeners.clone();
+    let version = proxy.config.update(config);
+    let errors = workers.lock().expect("workers lock").apply(&listeners);
     tracing::info!(version, "configuration applied");
     if errors.is_empty() {
         Ok(())

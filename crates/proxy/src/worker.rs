@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
-use trellis_proxy_config::Config;
+use trellis_proxy_config::Listener;
 
 use crate::{Bound, Proxy, listener};
 
@@ -57,8 +57,6 @@ pub fn bind_shared(address: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Running workers, and the listeners they serve.
 #[derive(Debug)]
 pub struct Workers {
-    /// The listeners bound at start.
-    pub bound: Vec<Bound>,
     threads: Vec<JoinHandle<()>>,
     /// One per worker: listeners to serve.
     commands: Vec<mpsc::UnboundedSender<Serve>>,
@@ -78,6 +76,8 @@ struct Serve {
 struct Serving {
     /// As configured (a port may be 0).
     configured: SocketAddr,
+    /// As bound.
+    bound: SocketAddr,
     stop: watch::Sender<bool>,
 }
 
@@ -89,13 +89,23 @@ impl Workers {
         }
     }
 
-    /// Makes the listeners served those of `config`: binds each new listener (or one whose
+    /// The listeners being served, with the addresses they are bound to.
+    pub fn bound(&self) -> Vec<Bound> {
+        self.serving
+            .iter()
+            .map(|(name, serving)| Bound {
+                name: name.clone(),
+                address: serving.bound,
+            })
+            .collect()
+    }
+
+    /// Makes the listeners served `listeners`: binds each new listener (or one whose
     /// address changed) once per worker, and stops accepting on those no longer configured
     /// (their connections drain and close as after SIGTERM; the others are untouched). A
     /// listener that cannot be bound is reported, named, and left out; the rest apply.
-    pub fn apply(&mut self, config: &Config) -> Vec<io::Error> {
-        let wanted: BTreeMap<&str, SocketAddr> = config
-            .listeners
+    pub fn apply(&mut self, listeners: &[Listener]) -> Vec<io::Error> {
+        let wanted: BTreeMap<&str, SocketAddr> = listeners
             .iter()
             .map(|l| (l.name.as_str(), l.address))
             .collect();
@@ -113,13 +123,7 @@ impl Workers {
                 continue;
             }
             match self.bind(name, address) {
-                Ok(bound) => {
-                    tracing::info!(listener = %name, address = %bound, "listening");
-                    self.bound.push(Bound {
-                        name: name.to_owned(),
-                        address: bound,
-                    });
-                }
+                Ok(bound) => tracing::info!(listener = %name, address = %bound, "listening"),
                 Err(error) => errors.push(error),
             }
         }
@@ -149,6 +153,7 @@ impl Workers {
             name.to_owned(),
             Serving {
                 configured: address,
+                bound,
                 stop,
             },
         );
@@ -182,13 +187,12 @@ pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> i
         threads.push(thread);
     }
     let mut workers = Workers {
-        bound: Vec::new(),
         threads,
         commands,
         serving: BTreeMap::new(),
     };
     if let Some(error) = workers
-        .apply(&proxy.config.load().config)
+        .apply(&proxy.config.load().config.listeners)
         .into_iter()
         .next()
     {

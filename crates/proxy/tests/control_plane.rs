@@ -5,16 +5,15 @@
 //!
 //! 1. editing the VirtualService file moves reviews traffic from v1 to v2;
 //! 2. an invalid edit is refused with its field path, and traffic stays on v2;
-//! 3. the control plane is killed (SIGKILL) and restarted, and a later edit still arrives;
+//! 3. the control plane dies and is started again, and a later edit still arrives;
 //!
 //! and no request fails, and the HTTP/2 and WebSocket connections live through it all.
 //!
-//! The control plane runs as a separate process so that it can be killed: this test binary
-//! started again with only the ignored `control_plane_process` test, which serves a control
-//! plane until it is killed.
+//! The control plane runs on a tokio runtime of its own; it dies by that runtime being dropped,
+//! which ends all of its tasks and closes all of its connections at once, as a crash does.
 
-// The control plane process announces its addresses on stdout; the test reports its timings.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+// The test reports its timings.
+#![allow(clippy::print_stderr)]
 
 mod support;
 
@@ -92,33 +91,6 @@ fn route_to(subset: &str, weight: i64) -> String {
     )
 }
 
-/// Serves a control plane on `TRELLIS_TEST_XDS` (or a free port) for `TRELLIS_TEST_CONFIG`,
-/// printing `xds=ADDR debug=ADDR`, until killed. Run only by the test below.
-#[test]
-#[ignore = "run as the control plane process by the end-to-end test"]
-fn control_plane_process() {
-    let Ok(dir) = std::env::var("TRELLIS_TEST_CONFIG") else {
-        return;
-    };
-    let xds = std::env::var("TRELLIS_TEST_XDS").unwrap_or_else(|_| "127.0.0.1:0".into());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async move {
-        let (_stop, stopped) = tokio::sync::watch::channel(false);
-        let options = trellis_control::Options {
-            config_dir: dir.into(),
-        };
-        let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
-        let xds = TcpListener::bind(&xds).await.unwrap();
-        let debug = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!(
-            "xds={} debug={}",
-            xds.local_addr().unwrap(),
-            debug.local_addr().unwrap()
-        );
-        plane.serve(xds, debug, stopped).await.unwrap();
-    });
-}
-
 /// A child process, killed when dropped.
 struct Process(Child);
 
@@ -129,32 +101,51 @@ impl Drop for Process {
     }
 }
 
-/// Starts the control plane process; returns it with its xDS and debug addresses.
-fn control_plane(dir: &Path, xds: Option<SocketAddr>) -> (Process, SocketAddr, SocketAddr) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "control_plane_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TRELLIS_TEST_CONFIG", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(xds) = xds {
-        command.env("TRELLIS_TEST_XDS", xds.to_string());
+/// A control plane on a runtime of its own; dropping it kills it.
+struct ControlPlane {
+    runtime: Option<tokio::runtime::Runtime>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .find_map(|l| l.ok().filter(|l| l.starts_with("xds=")))
-        .expect("the control plane starts");
-    std::thread::spawn(move || for _ in lines {});
-    let mut parts = line.split_whitespace();
-    let xds = parts.next().unwrap()["xds=".len()..].parse().unwrap();
-    let debug = parts.next().unwrap()["debug=".len()..].parse().unwrap();
-    (Process(child), xds, debug)
+}
+
+/// Starts a control plane for `dir` (on `xds`, or a free port); returns it with its xDS and
+/// debug addresses.
+fn control_plane(dir: &Path, xds: Option<SocketAddr>) -> (ControlPlane, SocketAddr, SocketAddr) {
+    let dir = dir.to_owned();
+    // Built on a thread of its own: the test's runtime cannot start another on its threads.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (xds, debug) = runtime.block_on(async move {
+            let options = trellis_control::Options { config_dir: dir };
+            let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
+            let xds = TcpListener::bind(xds.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .await
+                .unwrap();
+            let debug = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addresses = (xds.local_addr().unwrap(), debug.local_addr().unwrap());
+            tokio::spawn(plane.serve(xds, debug, stopped));
+            addresses
+        });
+        let plane = ControlPlane {
+            runtime: Some(runtime),
+            _stop: stop,
+        };
+        (plane, xds, debug)
+    })
+    .join()
+    .unwrap()
 }
 
 /// Starts a sidecar for `workload`; returns it and, when `outbound` is asked for, the address
@@ -240,6 +231,9 @@ async fn chat(ip: &str) -> u16 {
     port
 }
 
+/// Which step of the test is running, to say where a failure happened.
+static PHASE: AtomicU64 = AtomicU64::new(0);
+
 /// What the load saw.
 #[derive(Debug, Default)]
 struct Seen {
@@ -253,7 +247,11 @@ struct Seen {
 
 impl Seen {
     async fn fail(&self, what: String) {
-        self.failed.lock().await.push(what);
+        let phase = PHASE.load(Ordering::Relaxed);
+        self.failed
+            .lock()
+            .await
+            .push(format!("phase {phase}: {what}"));
     }
 }
 
@@ -447,12 +445,14 @@ async fn route_changes_invalid_files_and_a_control_plane_restart_lose_no_request
     until_served_by(&seen, "v1").await;
     more_requests(&seen, 100).await;
 
+    PHASE.store(1, Ordering::Relaxed);
     // 1. An edit moves the traffic.
     write(&dir, "reviews.yaml", &route_to("v2", 100));
     let moved = until_served_by(&seen, "v2").await;
     eprintln!("an edit moved the traffic in {moved:?}");
     more_requests(&seen, 100).await;
 
+    PHASE.store(2, Ordering::Relaxed);
     // 2. An invalid edit is refused with its field path; the traffic stays.
     write(&dir, "reviews.yaml", &route_to("v1", -5));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -478,10 +478,13 @@ async fn route_changes_invalid_files_and_a_control_plane_restart_lose_no_request
     more_requests(&seen, 300).await;
     assert_eq!(*seen.latest_h1.lock().await, "v2");
 
+    PHASE.store(3, Ordering::Relaxed);
     // 3. The control plane dies; the sidecars keep serving; it comes back and pushes again.
     drop(control);
     more_requests(&seen, 300).await;
     let (_control, _, _) = control_plane(&dir, Some(xds));
+    PHASE.store(4, Ordering::Relaxed);
+    PHASE.store(5, Ordering::Relaxed);
     write(&dir, "reviews.yaml", &route_to("v1", 100));
     let moved = until_served_by(&seen, "v1").await;
     eprintln!("after the restart, an edit moved the traffic in {moved:?}");
