@@ -5,7 +5,8 @@
 //! they are given and to the route tables and clusters those refer to). Whenever the mesh
 //! changes, the proxy's configuration is translated again and, per type, only the resources
 //! whose version (a hash of their encoding) differs from what the proxy holds are sent, with the
-//! names that no longer exist as `removed_resources`; a change that leaves the proxy's
+//! names that no longer exist as `removed_resources` — removals after everything new, so that a
+//! proxy never holds a route to a cluster it was told is gone; a change that leaves the proxy's
 //! resources equal sends nothing. A name the proxy subscribes to is answered even if it holds
 //! the current version (Envoy's rule), unless it said so in `initial_resource_versions` on
 //! reconnecting. Each response has a nonce; the proxy's next request naming it ACKs it, or
@@ -223,7 +224,7 @@ impl Session {
                 subscription.asked.remove(&name);
             }
         }
-        self.push(kind).await
+        self.push(kind, true).await
     }
 
     /// Translates again for a new mesh and sends what changed.
@@ -237,16 +238,21 @@ impl Session {
             status.mesh_version = version;
             status.known_workload = known;
         });
+        // Make before break: what is new or changed goes first, the types others refer to
+        // before those that refer to them; removals follow, in the opposite order, so that a
+        // proxy never holds a route to a cluster it was told is gone.
         for kind in type_url::ALL {
-            if self.subscriptions.contains_key(kind) {
-                self.push(kind).await?;
-            }
+            self.push(kind, false).await?;
+        }
+        for kind in type_url::ALL.iter().rev() {
+            self.push(kind, true).await?;
         }
         Ok(())
     }
 
-    /// Sends the resources of `kind` the proxy lacks, and the names it should drop.
-    async fn push(&mut self, kind: &'static str) -> Result<(), ()> {
+    /// Sends the resources of `kind` the proxy lacks and, with `removals`, the names it should
+    /// drop.
+    async fn push(&mut self, kind: &'static str, removals: bool) -> Result<(), ()> {
         let Some(subscription) = self.subscriptions.get_mut(kind) else {
             return Ok(());
         };
@@ -276,7 +282,7 @@ impl Session {
         let gone: Vec<String> = subscription
             .held
             .keys()
-            .filter(|name| !all.contains_key(*name) || !wanted(name))
+            .filter(|name| removals && (!all.contains_key(*name) || !wanted(name)))
             .cloned()
             .collect();
         let mut removed = gone.clone();

@@ -102,13 +102,10 @@ impl Held {
                 }
             }
         }
-        let waiting = config.dangling_references().into_iter().any(|d| {
-            let name =
-                d.to.strip_prefix("cluster ")
-                    .or_else(|| d.to.strip_prefix("route table "))
-                    .unwrap_or(&d.to);
-            !self.absent.contains(name)
-        });
+        let waiting = config
+            .dangling_references()
+            .iter()
+            .any(|d| !self.absent.contains(&d.to));
         (!waiting).then_some(config)
     }
 
@@ -262,6 +259,10 @@ async fn session(
                         }
                     }
                     subscribed.extend(new.iter().cloned());
+                    // Asked anew: wait for the answer, whatever was said of the name before.
+                    for name in &new {
+                        held.absent.remove(name);
+                    }
                     let change = DeltaDiscoveryRequest {
                         type_url: kind.to_owned(),
                         resource_names_subscribe: new,
