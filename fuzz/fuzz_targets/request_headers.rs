@@ -120,6 +120,7 @@ fn router() -> &'static Router {
         ];
         Router::new(&RouteTable {
             name: "fuzz".into(),
+            on_demand: false,
             virtual_hosts: vec![
                 VirtualHost {
                     name: "shop".into(),

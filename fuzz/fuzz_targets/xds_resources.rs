@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         Resource::Listener(l) => encode::listener(l).encode_to_vec(),
         Resource::RouteTable(t) => encode::route_table(t).encode_to_vec(),
         Resource::Cluster(c) => encode::cluster(c).encode_to_vec(),
+        Resource::OnDemandHost(h) => encode::on_demand_host(&h.route_table, &h.host)
+            .1
+            .encode_to_vec(),
     };
     assert_eq!(decode_resource(url, &again).as_ref(), Ok(&resource));
 });

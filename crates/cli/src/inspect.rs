@@ -104,7 +104,7 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             n => format!(", {n} file(s) refused (see /debug/config)"),
         }
     );
-    let rows: Vec<[String; 5]> = proxies
+    let rows: Vec<[String; 6]> = proxies
         .as_array()
         .into_iter()
         .flatten()
@@ -130,13 +130,21 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     },
                 state(trellis_proto::type_url::LISTENER),
                 state(trellis_proto::type_url::ROUTE_TABLE),
+                state(trellis_proto::type_url::ON_DEMAND_HOST),
                 state(trellis_proto::type_url::CLUSTER),
                 p["mesh_version"].to_string(),
             ]
         })
         .collect();
     table(
-        &["NAME", "LISTENERS", "ROUTES", "CLUSTERS", "VERSION"],
+        &[
+            "NAME",
+            "LISTENERS",
+            "ROUTES",
+            "HOSTS",
+            "CLUSTERS",
+            "VERSION",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)
@@ -191,8 +199,10 @@ pub(crate) fn config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                             .flatten()
                             .map(text)
                             .collect();
+                        let on_demand = t["on_demand"] == Value::Bool(true);
                         vec![
-                            table.clone(),
+                            // The proxy holds the hosts of an on-demand table it was asked for.
+                            table.clone() + if on_demand { " (on demand)" } else { "" },
                             text(&h["name"]),
                             domains.join(","),
                             h["routes"].as_array().map_or(0, Vec::len).to_string(),

@@ -7,11 +7,13 @@
 //! For each count N: a control plane runs as a process of its own (this binary, started again
 //! with `--serve`) on a generated mesh of S services (two endpoints each) and N workloads; N
 //! simulated proxies connect over real gRPC, each running the proxy's own xDS client
-//! (`trellis_proxy::xds`), and take their configuration. Then one VirtualService file is
-//! edited (the timeout of the route every proxy has to service 0), and the time from the edit
-//! until each proxy has applied (and so ACKs) the new route table is recorded: p50, p99 and
-//! max, with the share of those under 1 s. Also printed: the bytes the control plane pushed
-//! for the change, its CPU time for it, and its resident memory with N proxies connected.
+//! (`trellis_proxy::xds`), takes its configuration and asks for the virtual host of service
+//! 0, as a request to it would. Then one VirtualService file is edited (the timeout of the
+//! route to service 0), and the time from the edit until each proxy has applied (and so ACKs)
+//! the new virtual host is recorded: p50, p99 and max, with the share of those under 1 s. Also
+//! printed: what the first proxy holds (virtual hosts and clusters), the bytes the control
+//! plane pushed for the change, its CPU time for it, and its resident memory with N proxies
+//! connected.
 //! The time includes the control plane noticing the edit (it polls files every 200 ms and
 //! waits 100 ms for more changes). A measurement, not a test: it asserts nothing.
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use trellis_proto::node;
+use trellis_proxy::on_demand::OnDemand;
 use trellis_proxy::xds::{XdsOptions, run};
 use trellis_proxy_config::{Action, Config, Duration as ConfigDuration};
 
@@ -53,9 +56,9 @@ fn main() {
         .parse()
         .expect("--services takes a count");
     println!(
-        "| proxies | services | ACK p50 | p99 | max | within 1 s | pushed | control plane CPU | RSS |"
+        "| proxies | services | each proxy holds | ACK p50 | p99 | max | within 1 s | pushed | control plane CPU | RSS |"
     );
-    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for n in counts {
         let row = measure(n, services);
         println!("{row}");
@@ -103,7 +106,9 @@ fn mesh(dir: &Path, services: usize, proxies: usize) {
             text += &format!(
                 "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n\
                  metadata: {{name: svc-{s}-{e}, namespace: default}}\n\
-                 spec: {{address: 10.1.{s}.{}, labels: {{app: svc-{s}}}}}\n---\n",
+                 spec: {{address: 10.{}.{}.{}, labels: {{app: svc-{s}}}}}\n---\n",
+                10 + s / 250,
+                s % 250,
                 e + 1
             );
         }
@@ -204,29 +209,54 @@ fn measure(proxies: usize, services: usize) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let changed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    // What the first proxy holds: (virtual hosts, clusters).
+    let holds: Arc<Mutex<(usize, usize)>> = Arc::default();
     let (_drain, draining) = watch::channel(false);
     let mut ready = Vec::new();
     runtime.block_on(async {
         for p in 0..proxies {
             let (configured, configured_rx) = watch::channel(false);
-            ready.push(configured_rx);
+            let (has_svc0, has_svc0_rx) = watch::channel(false);
+            ready.push(has_svc0_rx);
             let options = XdsOptions {
                 address: format!("http://{xds}"),
                 node: node::node(&format!("client-{p}"), "default", &[]),
             };
             let (changed_at, latencies) = (changed_at.clone(), latencies.clone());
+            let holds = (p == 0).then(|| holds.clone());
             let mut seen_change = false;
             let apply = Box::new(move |config: Config| {
-                if !seen_change && svc0_timeout(&config) == Some(ConfigDuration::from_millis(2000))
-                {
+                let timeout = svc0_timeout(&config);
+                if timeout.is_some() {
+                    has_svc0.send_replace(true);
+                }
+                if !seen_change && timeout == Some(ConfigDuration::from_millis(2000)) {
                     seen_change = true;
                     if let Some(at) = *changed_at.lock().unwrap() {
                         latencies.lock().unwrap().push(at.elapsed());
                     }
                 }
+                if let Some(holds) = &holds {
+                    let hosts = config.routes.values().map(|t| t.virtual_hosts.len());
+                    *holds.lock().unwrap() = (hosts.sum(), config.clusters.len());
+                }
                 Ok(())
             });
-            tokio::spawn(run(options, apply, configured, draining.clone()));
+            let on_demand = Arc::new(OnDemand::default());
+            tokio::spawn(run(
+                options,
+                apply,
+                configured,
+                on_demand.clone(),
+                draining.clone(),
+            ));
+            // Once configured, the first request to service 0 asks for its host.
+            let mut configured_rx = configured_rx;
+            tokio::spawn(async move {
+                if configured_rx.wait_for(|c| *c).await.is_ok() {
+                    on_demand.ask("outbound", "svc-0:8080");
+                }
+            });
             if p % 100 == 99 {
                 tokio::task::yield_now().await;
             }
@@ -268,8 +298,9 @@ fn measure(proxies: usize, services: usize) -> String {
     let within = all.iter().filter(|d| **d <= Duration::from_secs(1)).count();
     let bytes =
         after["pushed_bytes"].as_u64().unwrap_or(0) - before["pushed_bytes"].as_u64().unwrap_or(0);
+    let (hosts, clusters) = *holds.lock().unwrap();
     format!(
-        "| {proxies} | {services} | {:.0} ms | {:.0} ms | {:.0} ms | {:.1}% | {:.1} KiB ({} B each) | {:.2} s | {:.1} MiB |",
+        "| {proxies} | {services} | {hosts} hosts, {clusters} clusters | {:.0} ms | {:.0} ms | {:.0} ms | {:.1}% | {:.1} KiB ({} B each) | {:.2} s | {:.1} MiB |",
         at(0.5).as_secs_f64() * 1e3,
         at(0.99).as_secs_f64() * 1e3,
         all.last().unwrap().as_secs_f64() * 1e3,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde::Serialize;
-use trellis_proto::{encode, node, type_url, xds};
+use trellis_proto::{OnDemandHost, encode, node, type_url, xds};
 use trellis_proxy_config::Config;
 use trellis_translate::{GatewayOptions, SidecarOptions, Translation};
 
@@ -124,13 +124,75 @@ pub struct Encoded {
 /// Encoded resources by type URL, then name; shared between proxies that get the same.
 pub type Resources = BTreeMap<&'static str, BTreeMap<String, Arc<Encoded>>>;
 
-/// A proxy's configuration for one mesh version, as its stream sends it.
+/// The on-demand hosts by the names a proxy may ask for them by: `<table>/<domain>` (in lower
+/// case) to the resource name of the host with that domain. On-demand tables (a sidecar's
+/// outbound one) have exact domains only.
+pub type HostIndex = HashMap<String, String>;
+
+/// A configuration, encoded.
+#[derive(Debug, Default)]
+struct Encoding {
+    resources: Resources,
+    hosts: HostIndex,
+}
+
+/// A proxy's configuration for one mesh version, as its stream sends it: the part it shares
+/// with the proxies alike, held by reference, and its own.
 #[derive(Debug)]
 pub struct ProxyConfig {
     pub mesh_version: u64,
     /// Whether the registry knows the proxy's workload.
     pub known_workload: bool,
-    pub resources: Resources,
+    common: Arc<Encoding>,
+    own: Resources,
+}
+
+/// The resources of one type a proxy gets, shared and its own.
+#[derive(Debug, Clone, Copy)]
+pub struct OfKind<'a> {
+    parts: [Option<&'a BTreeMap<String, Arc<Encoded>>>; 2],
+}
+
+impl<'a> OfKind<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a Arc<Encoded>> {
+        self.parts.iter().flatten().find_map(|part| part.get(name))
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a String, &'a Arc<Encoded>)> + use<'a> {
+        self.parts.into_iter().flatten().flatten()
+    }
+}
+
+impl ProxyConfig {
+    /// The resources of type `kind`.
+    pub fn of(&self, kind: &str) -> OfKind<'_> {
+        OfKind {
+            parts: [self.common.resources.get(kind), self.own.get(kind)],
+        }
+    }
+
+    /// The on-demand host serving an asked name, `<table>/<authority>`: the one with the
+    /// authority's host as a domain, else the one with the whole authority, as the proxy looks
+    /// its virtual hosts up.
+    pub fn host_for(&self, asked: &str) -> Option<&str> {
+        let asked = asked.to_ascii_lowercase();
+        let (table, authority) = asked.rsplit_once('/')?;
+        let host = trellis_proxy_config::strip_port(authority);
+        let hosts = &self.common.hosts;
+        hosts
+            .get(&OnDemandHost::name_of(table, host))
+            .or_else(|| hosts.get(&asked))
+            .map(String::as_str)
+    }
+
+    /// The version of the resource `kind` `name`, if there is one.
+    pub fn version_of(&self, kind: &str, name: &str) -> Option<&String> {
+        Some(&self.of(kind).get(name)?.version)
+    }
 }
 
 /// The full translation for `identity`: configuration and warnings (for the debug API and
@@ -185,7 +247,7 @@ struct SharedKey {
 #[derive(Debug, Default)]
 pub struct Shared {
     version: u64,
-    parts: HashMap<SharedKey, Arc<OnceLock<Arc<Resources>>>>,
+    parts: HashMap<SharedKey, Arc<OnceLock<Arc<Encoding>>>>,
 }
 
 impl Shared {
@@ -194,8 +256,8 @@ impl Shared {
         shared: &Mutex<Self>,
         mesh: &Mesh,
         key: SharedKey,
-        make: impl FnOnce() -> Resources,
-    ) -> Arc<Resources> {
+        make: impl FnOnce() -> Encoding,
+    ) -> Arc<Encoding> {
         let cell = {
             let mut shared = shared.lock().expect("translation cache lock");
             if shared.version != mesh.version {
@@ -245,21 +307,19 @@ pub fn configure(mesh: &Mesh, identity: &ProxyIdentity, shared: &Mutex<Shared>) 
         )),
         _ => None,
     };
-    let mut resources = (*common).clone();
-    if let Some(own) = own {
-        for (kind, encoded) in encode_all(&own) {
-            resources.entry(kind).or_default().extend(encoded);
-        }
-    }
     ProxyConfig {
         mesh_version: mesh.version,
         known_workload: workload.is_some(),
-        resources,
+        common,
+        // The workload's own side has no on-demand table: nothing for the host index.
+        own: own
+            .map(|own| encode_all(&own).resources)
+            .unwrap_or_default(),
     }
 }
 
-/// Every resource of `config`, encoded.
-fn encode_all(config: &Config) -> Resources {
+/// Every resource of `config`, encoded, the virtual hosts of on-demand tables each on its own.
+fn encode_all(config: &Config) -> Encoding {
     let mut resources = Resources::new();
     let listeners = config.listeners.iter().map(|l| {
         let encoded = encoded(type_url::LISTENER, &encode::listener(l));
@@ -271,12 +331,26 @@ fn encode_all(config: &Config) -> Resources {
         (t.name.clone(), Arc::new(encoded))
     });
     resources.insert(type_url::ROUTE_TABLE, tables.collect());
+    let mut hosts = HostIndex::new();
+    let mut on_demand = BTreeMap::new();
+    for table in config.routes.values().filter(|t| t.on_demand) {
+        for host in &table.virtual_hosts {
+            let (name, message) = encode::on_demand_host(&table.name, host);
+            for domain in &host.domains {
+                let asked = OnDemandHost::name_of(&table.name, &domain.to_ascii_lowercase());
+                hosts.entry(asked).or_insert_with(|| name.clone());
+            }
+            let encoded = encoded(type_url::ON_DEMAND_HOST, &message);
+            on_demand.insert(name, Arc::new(encoded));
+        }
+    }
+    resources.insert(type_url::ON_DEMAND_HOST, on_demand);
     let clusters = config.clusters.values().map(|c| {
         let encoded = encoded(type_url::CLUSTER, &encode::cluster(c));
         (c.name.clone(), Arc::new(encoded))
     });
     resources.insert(type_url::CLUSTER, clusters.collect());
-    resources
+    Encoding { resources, hosts }
 }
 
 fn encoded(type_url: &str, message: &impl prost::Message) -> Encoded {
@@ -367,16 +441,33 @@ spec: {address: 10.0.0.2, labels: {app: reviews}}
             &ProxyIdentity::sidecar("reviews-2", "default"),
             &shared,
         );
-        let table = |c: &ProxyConfig| c.resources[type_url::ROUTE_TABLE]["outbound"].clone();
+        let table = |c: &ProxyConfig| {
+            c.of(type_url::ROUTE_TABLE)
+                .get("outbound")
+                .cloned()
+                .unwrap()
+        };
         assert!(
             Arc::ptr_eq(&table(&one), &table(&two)),
             "one encoding for both"
         );
         let listeners = |c: &ProxyConfig| -> Vec<String> {
-            c.resources[type_url::LISTENER].keys().cloned().collect()
+            c.of(type_url::LISTENER)
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect()
         };
-        assert_eq!(listeners(&one), ["inbound|9080", "outbound"]);
-        let inbound = |c: &ProxyConfig| c.resources[type_url::LISTENER]["inbound|9080"].clone();
+        assert_eq!(
+            listeners(&one),
+            ["outbound", "inbound|9080"],
+            "shared, then own"
+        );
+        let inbound = |c: &ProxyConfig| {
+            c.of(type_url::LISTENER)
+                .get("inbound|9080")
+                .cloned()
+                .unwrap()
+        };
         assert_ne!(
             inbound(&one).version,
             inbound(&two).version,
@@ -384,9 +475,9 @@ spec: {address: 10.0.0.2, labels: {app: reviews}}
         );
         // The full translation agrees with what the stream sends.
         let full = translate(&mesh, &ProxyIdentity::sidecar("reviews-2", "default")).config;
-        assert_eq!(encode_all(&full)[type_url::LISTENER].len(), 2);
+        assert_eq!(encode_all(&full).resources[type_url::LISTENER].len(), 2);
         assert_eq!(
-            encode_all(&full)[type_url::ROUTE_TABLE]["outbound"].version,
+            encode_all(&full).resources[type_url::ROUTE_TABLE]["outbound"].version,
             table(&two).version
         );
     }

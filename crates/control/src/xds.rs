@@ -9,7 +9,16 @@
 //! proxy never holds a route to a cluster it was told is gone; a change that leaves the proxy's
 //! resources equal sends nothing. A name the proxy subscribes to is answered even if it holds
 //! the current version (Envoy's rule), unless it said so in `initial_resource_versions` on
-//! reconnecting. Each response has a nonce; the proxy's next request naming it ACKs it, or
+//! reconnecting.
+//!
+//! On-demand hosts (the virtual hosts of a sidecar's outbound table) are subscribed to by the
+//! names requests need, `<table>/<authority>`; each is answered with the host serving that
+//! authority, under the host's own name with the asked names as its aliases, or with the asked
+//! name removed when no host serves it. The asked names stay subscribed: when the mesh changes
+//! they are resolved again, and the proxy is sent what changed (a host that now serves a name
+//! it was told is absent, a host removed and the names it served now absent).
+//!
+//! Each response has a nonce; the proxy's next request naming it ACKs it, or
 //! NACKs it with `error_detail`, which is logged and shown by `trellis proxy-status`. A proxy
 //! that refuses a response keeps what it had, and so does the server's record of it: nothing
 //! more of that type is pushed until the mesh changes, and then everything the refused
@@ -28,7 +37,9 @@ use trellis_proto::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource
 
 use crate::ControlPlane;
 use crate::mesh::Mesh;
-use crate::proxies::{ProxyConfig, ProxyIdentity, ProxyStatus, TypeStatus, configure, now};
+use crate::proxies::{
+    Encoded, ProxyConfig, ProxyIdentity, ProxyStatus, TypeStatus, configure, now,
+};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -73,15 +84,19 @@ struct Subscription {
     /// The proxy refused (NACKed) the last response: nothing more is pushed until the mesh
     /// changes, so the same refused resources are not sent again and again.
     refused: bool,
+    /// On-demand hosts: asked names the proxy was told no host serves.
+    told_absent: BTreeSet<String>,
 }
 
 /// A response awaiting its ACK: its type, mesh version, and what the proxy held before it of
 /// each name it carried (restored if the proxy refuses it).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Pending {
     kind: &'static str,
     version: u64,
     before: Vec<(String, Option<String>)>,
+    /// Asked names it told absent.
+    told_absent: Vec<String>,
 }
 
 struct Session {
@@ -188,6 +203,9 @@ impl Session {
                         None => subscription.held.remove(&name),
                     };
                 }
+                for name in pending.told_absent {
+                    subscription.told_absent.remove(&name);
+                }
                 subscription.refused = true;
             }
             self.plane.update(self.key, |status| {
@@ -201,19 +219,33 @@ impl Session {
                 }
             });
         }
+        let config = &self.config;
         let subscription = self.subscriptions.entry(kind).or_default();
+        let reconnecting = !request.initial_resource_versions.is_empty();
         for (name, version) in request.initial_resource_versions {
             subscription.held.insert(name, version);
         }
         for name in request.resource_names_subscribe {
             if name == "*" {
                 subscription.wildcard = true;
-            } else {
-                if !subscription.held.contains_key(&name) {
-                    subscription.asked.insert(name.clone());
-                }
-                subscription.names.insert(name);
+                continue;
             }
+            // An on-demand host is held under its own name, not the name asked; a name asked
+            // on a stream is answered, one subscribed again on reconnecting only if the host
+            // the proxy holds for it changed meanwhile.
+            let held = match kind {
+                type_url::ON_DEMAND_HOST => {
+                    reconnecting
+                        && config.host_for(&name).is_some_and(|host| {
+                            subscription.held.get(host) == config.version_of(kind, host)
+                        })
+                }
+                _ => subscription.held.contains_key(&name),
+            };
+            if !held {
+                subscription.asked.insert(name.clone());
+            }
+            subscription.names.insert(name);
         }
         for name in request.resource_names_unsubscribe {
             if name == "*" {
@@ -222,6 +254,7 @@ impl Session {
                 subscription.names.remove(&name);
                 subscription.held.remove(&name);
                 subscription.asked.remove(&name);
+                subscription.told_absent.remove(&name);
             }
         }
         self.push(kind, true).await
@@ -253,6 +286,9 @@ impl Session {
     /// Sends the resources of `kind` the proxy lacks and, with `removals`, the names it should
     /// drop.
     async fn push(&mut self, kind: &'static str, removals: bool) -> Result<(), ()> {
+        if kind == type_url::ON_DEMAND_HOST {
+            return self.push_hosts(removals).await;
+        }
         let Some(subscription) = self.subscriptions.get_mut(kind) else {
             return Ok(());
         };
@@ -260,8 +296,7 @@ impl Session {
             return Ok(());
         }
         let mut before = Vec::new();
-        let empty = BTreeMap::new();
-        let all = self.config.resources.get(kind).unwrap_or(&empty);
+        let all = self.config.of(kind);
         let wanted = |name: &String| subscription.wildcard || subscription.names.contains(name);
         let mut resources = Vec::new();
         for (name, encoded) in all.iter().filter(|(name, _)| wanted(name)) {
@@ -282,7 +317,7 @@ impl Session {
         let gone: Vec<String> = subscription
             .held
             .keys()
-            .filter(|name| removals && (!all.contains_key(*name) || !wanted(name)))
+            .filter(|name| removals && (!all.contains_key(name) || !wanted(name)))
             .cloned()
             .collect();
         let mut removed = gone.clone();
@@ -293,26 +328,117 @@ impl Session {
         let missing: Vec<String> = subscription
             .asked
             .iter()
-            .filter(|name| !all.contains_key(*name) && !removed.contains(name))
+            .filter(|name| !all.contains_key(name) && !removed.contains(name))
             .cloned()
             .collect();
         removed.extend(missing);
         subscription.asked.clear();
+        let pending = Pending {
+            kind,
+            version: self.config.mesh_version,
+            before,
+            told_absent: Vec::new(),
+        };
+        self.send(pending, resources, removed).await
+    }
+
+    /// Sends the on-demand hosts serving the names asked that the proxy lacks or has not been
+    /// told serve them; with `removals`, the hosts that serve no asked name any more and the
+    /// asked names no host serves that the proxy has not been told of.
+    async fn push_hosts(&mut self, removals: bool) -> Result<(), ()> {
+        let kind = type_url::ON_DEMAND_HOST;
+        let Some(subscription) = self.subscriptions.get_mut(kind) else {
+            return Ok(());
+        };
+        if subscription.refused {
+            return Ok(());
+        }
+        let all = self.config.of(kind);
+        // Each host serving asked names, with those names; the names none serves.
+        let mut serving: BTreeMap<&str, (&Encoded, Vec<String>)> = BTreeMap::new();
+        let mut unserved = Vec::new();
+        for asked in &subscription.names {
+            let host = self.config.host_for(asked);
+            match host.and_then(|h| Some((h, all.get(h)?))) {
+                Some((host, encoded)) => serving
+                    .entry(host)
+                    .or_insert((encoded, Vec::new()))
+                    .1
+                    .push(asked.clone()),
+                None => unserved.push(asked.clone()),
+            }
+        }
+        let mut pending = Pending {
+            kind,
+            version: self.config.mesh_version,
+            ..Pending::default()
+        };
+        let mut resources = Vec::new();
+        for (host, (encoded, aliases)) in serving.iter() {
+            let fresh = subscription.held.get(*host) != Some(&encoded.version);
+            let news = aliases
+                .iter()
+                .any(|a| subscription.asked.contains(a) || subscription.told_absent.contains(a));
+            if fresh || news {
+                let held = subscription
+                    .held
+                    .insert((*host).to_owned(), encoded.version.clone());
+                pending.before.push(((*host).to_owned(), held));
+                resources.push(Resource {
+                    version: encoded.version.clone(),
+                    resource: Some(encoded.any.clone()),
+                    name: (*host).to_owned(),
+                    aliases: aliases.clone(),
+                });
+                for alias in aliases {
+                    subscription.told_absent.remove(alias);
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        if removals {
+            let gone: Vec<String> = subscription
+                .held
+                .keys()
+                .filter(|host| !serving.contains_key(host.as_str()))
+                .cloned()
+                .collect();
+            for host in gone {
+                pending
+                    .before
+                    .push((host.clone(), subscription.held.remove(&host)));
+                removed.push(host);
+            }
+            for asked in unserved {
+                if subscription.asked.contains(&asked) || !subscription.told_absent.contains(&asked)
+                {
+                    subscription.told_absent.insert(asked.clone());
+                    pending.told_absent.push(asked.clone());
+                    if !removed.contains(&asked) {
+                        removed.push(asked);
+                    }
+                }
+            }
+        }
+        subscription.asked.clear();
+        self.send(pending, resources, removed).await
+    }
+
+    /// Sends a response, unless it would say nothing.
+    async fn send(
+        &mut self,
+        pending: Pending,
+        resources: Vec<Resource>,
+        removed: Vec<String>,
+    ) -> Result<(), ()> {
         if resources.is_empty() && removed.is_empty() {
             return Ok(());
         }
+        let (kind, version) = (pending.kind, pending.version);
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let version = self.config.mesh_version;
-        self.pending.insert(
-            nonce.clone(),
-            Pending {
-                kind,
-                version,
-                before,
-            },
-        );
-        let held = subscription.held.len();
+        self.pending.insert(nonce.clone(), pending);
+        let held = self.subscriptions.get(kind).map_or(0, |s| s.held.len());
         self.plane.update(self.key, |status| {
             let t: &mut TypeStatus = status.types.entry(kind.to_owned()).or_default();
             t.sent = Some(version);

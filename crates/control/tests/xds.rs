@@ -1,6 +1,6 @@
 //! The delta ADS server through a real gRPC stream: a client subscribes as a sidecar, gets its
-//! listeners, route tables and clusters, ACKs and NACKs, and hears of file edits — only of
-//! those that change its configuration.
+//! listeners, route tables, the virtual hosts it asks for and clusters, ACKs and NACKs, and
+//! hears of file edits — only of those that change its configuration.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -151,8 +151,11 @@ fn decoded(response: &DeltaDiscoveryResponse) -> Vec<Resource> {
         .collect()
 }
 
+/// The names of the resources of a response, sorted.
 fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
-    response.resources.iter().map(|r| r.name.as_str()).collect()
+    let mut names: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    names
 }
 
 #[tokio::test]
@@ -175,13 +178,44 @@ async fn a_sidecar_gets_its_configuration_and_only_the_changes_that_matter() {
     let Resource::RouteTable(table) = &decoded(&tables)[0] else {
         unreachable!()
     };
-    let cluster = "outbound|9080|v1|reviews.default.svc.cluster.local";
-    assert_eq!(
-        table.virtual_hosts[0].name,
-        "reviews.default.svc.cluster.local:9080"
+    assert!(
+        table.on_demand && table.virtual_hosts.is_empty(),
+        "{table:?}"
     );
     client.ack(&tables).await;
 
+    // Virtual hosts by the authorities requests give: the host serving each, named as itself
+    // with the asked names as aliases; names no host serves, removed.
+    client
+        .subscribe(
+            type_url::ON_DEMAND_HOST,
+            &["outbound/reviews:9080", "outbound/nowhere:80"],
+        )
+        .await;
+    let hosts = client.next().await;
+    let host = "outbound/reviews.default.svc.cluster.local:9080";
+    assert_eq!(names(&hosts), [host]);
+    assert_eq!(hosts.resources[0].aliases, ["outbound/reviews:9080"]);
+    assert_eq!(hosts.removed_resources, ["outbound/nowhere:80"]);
+    let Resource::OnDemandHost(h) = &decoded(&hosts)[0] else {
+        unreachable!()
+    };
+    assert_eq!(h.route_table, "outbound");
+    assert!(h.host.domains.contains(&"reviews.default:9080".to_owned()));
+    client.ack(&hosts).await;
+    // Another name of the same host, asked on the stream, is answered too.
+    client
+        .subscribe(type_url::ON_DEMAND_HOST, &["outbound/reviews.default:9080"])
+        .await;
+    let again = client.next().await;
+    assert_eq!(names(&again), [host]);
+    assert_eq!(
+        again.resources[0].aliases,
+        ["outbound/reviews.default:9080", "outbound/reviews:9080"]
+    );
+    client.ack(&again).await;
+
+    let cluster = "outbound|9080|v1|reviews.default.svc.cluster.local";
     client.subscribe(type_url::CLUSTER, &[cluster]).await;
     let clusters = client.next().await;
     let Resource::Cluster(c) = &decoded(&clusters)[0] else {
@@ -202,12 +236,11 @@ async fn a_sidecar_gets_its_configuration_and_only_the_changes_that_matter() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(mesh.dir.join("reviews-vs.yaml"), virtual_service("5s")).unwrap();
     let update = client.next().await;
-    assert_eq!(update.type_url, type_url::ROUTE_TABLE, "{update:?}");
-    let Resource::RouteTable(table) = &decoded(&update)[0] else {
+    assert_eq!(update.type_url, type_url::ON_DEMAND_HOST, "{update:?}");
+    let Resource::OnDemandHost(h) = &decoded(&update)[0] else {
         unreachable!()
     };
-    let trellis_proxy_config::Action::Forward(forward) = &table.virtual_hosts[0].routes[0].action
-    else {
+    let trellis_proxy_config::Action::Forward(forward) = &h.host.routes[0].action else {
         unreachable!()
     };
     assert_eq!(
@@ -223,7 +256,7 @@ async fn a_sidecar_gets_its_configuration_and_only_the_changes_that_matter() {
             response_nonce: update.nonce.clone(),
             error_detail: Some(Status {
                 code: 3,
-                message: "virtual_hosts[0]: not today".into(),
+                message: "virtual_host.routes[0]: not today".into(),
             }),
             ..Default::default()
         })
@@ -231,8 +264,8 @@ async fn a_sidecar_gets_its_configuration_and_only_the_changes_that_matter() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let proxies = mesh.plane.proxies();
-        let nacked = proxies[0].types[type_url::ROUTE_TABLE].nacked.clone();
-        if nacked.as_deref() == Some("virtual_hosts[0]: not today") {
+        let nacked = proxies[0].types[type_url::ON_DEMAND_HOST].nacked.clone();
+        if nacked.as_deref() == Some("virtual_host.routes[0]: not today") {
             assert_eq!(proxies[0].id, "productpage.default");
             assert!(proxies[0].known_workload);
             break;
@@ -314,6 +347,11 @@ async fn a_refused_response_is_not_repeated_and_comes_again_with_the_next_change
     client.subscribe(type_url::ROUTE_TABLE, &["outbound"]).await;
     let tables = client.next().await;
     client.ack(&tables).await;
+    client
+        .subscribe(type_url::ON_DEMAND_HOST, &["outbound/reviews:9080"])
+        .await;
+    let hosts = client.next().await;
+    client.ack(&hosts).await;
     let cluster = "outbound|9080|v1|reviews.default.svc.cluster.local";
     client.subscribe(type_url::CLUSTER, &[cluster]).await;
     let clusters = client.next().await;
@@ -330,7 +368,7 @@ async fn a_refused_response_is_not_repeated_and_comes_again_with_the_next_change
         })
         .await;
 
-    // An edit that changes the route table only: the refused cluster comes again with it, and
+    // An edit that changes the virtual host only: the refused cluster comes again with it, and
     // nothing came in between.
     std::fs::write(mesh.dir.join("reviews-vs.yaml"), virtual_service("7s")).unwrap();
     let again = client.next().await;
@@ -341,7 +379,77 @@ async fn a_refused_response_is_not_repeated_and_comes_again_with_the_next_change
         "sent for the new mesh version"
     );
     client.ack(&again).await;
+    let host = client.next().await;
+    assert_eq!(host.type_url, type_url::ON_DEMAND_HOST);
+    let _ = std::fs::remove_dir_all(&mesh.dir);
+}
+
+#[tokio::test]
+async fn an_asked_name_hears_when_a_host_comes_and_goes_and_a_reconnect_sends_no_host_again() {
+    let mesh = mesh("on-demand").await;
+    let identity = ProxyIdentity::sidecar("productpage", "default");
+    let mut client = Client::connect(&mesh, &identity).await;
+    let listeners = client.next().await;
+    client.ack(&listeners).await;
+    let asked = "outbound/ratings:9080";
+    client.subscribe(type_url::ON_DEMAND_HOST, &[asked]).await;
+    let absent = client.next().await;
+    assert!(absent.resources.is_empty());
+    assert_eq!(absent.removed_resources, [asked]);
+    client.ack(&absent).await;
+
+    // The service comes: the name asked is served.
+    let ratings = "apiVersion: v1\nkind: Service\nmetadata: {name: ratings, namespace: default}\n\
+                   spec: {selector: {app: ratings}, ports: [{name: http, port: 9080}]}\n";
+    std::fs::write(mesh.dir.join("ratings.yaml"), ratings).unwrap();
+    let came = client.next().await;
+    let host = "outbound/ratings.default.svc.cluster.local:9080";
+    assert_eq!(came.type_url, type_url::ON_DEMAND_HOST);
+    assert_eq!(names(&came), [host]);
+    assert_eq!(came.resources[0].aliases, [asked]);
+    client.ack(&came).await;
+    let version = came.resources[0].version.clone();
+
+    // Reconnecting with the host held: it is not sent again.
+    drop(client);
+    let mut grpc = AggregatedDiscoveryServiceClient::connect(format!("http://{}", mesh.address))
+        .await
+        .unwrap();
+    let (requests, outgoing) = mpsc::channel(16);
+    let subscribe = |type_url: &str, names: &[&str]| DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut first = subscribe(type_url::LISTENER, &["*"]);
+    first.node = Some(identity.to_node());
+    let mut hosts = subscribe(type_url::ON_DEMAND_HOST, &[asked]);
+    hosts.initial_resource_versions = [(host.to_owned(), version)].into();
+    for request in [
+        first,
+        hosts,
+        subscribe(type_url::ROUTE_TABLE, &["outbound"]),
+    ] {
+        requests.send(request).await.unwrap();
+    }
+    let responses = grpc
+        .delta_aggregated_resources(ReceiverStream::new(outgoing))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut client = Client {
+        requests,
+        responses,
+    };
+    assert_eq!(client.next().await.type_url, type_url::LISTENER);
     let table = client.next().await;
-    assert_eq!(table.type_url, type_url::ROUTE_TABLE);
+    assert_eq!(table.type_url, type_url::ROUTE_TABLE, "{table:?}");
+    client.ack(&table).await;
+
+    // The service goes: the host is removed and the name is absent again.
+    std::fs::remove_file(mesh.dir.join("ratings.yaml")).unwrap();
+    let gone = client.next().await;
+    assert_eq!(gone.type_url, type_url::ON_DEMAND_HOST, "{gone:?}");
+    assert_eq!(gone.removed_resources, [host, asked]);
     let _ = std::fs::remove_dir_all(&mesh.dir);
 }

@@ -105,6 +105,7 @@ pub enum Resource {
     Listener(config::Listener),
     RouteTable(config::RouteTable),
     Cluster(Box<config::Cluster>),
+    OnDemandHost(OnDemandHost),
 }
 
 impl Resource {
@@ -113,7 +114,25 @@ impl Resource {
             Resource::Listener(l) => &l.name,
             Resource::RouteTable(t) => &t.name,
             Resource::Cluster(c) => &c.name,
+            Resource::OnDemandHost(h) => &h.name,
         }
+    }
+}
+
+/// A virtual host of an on-demand route table, sent on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnDemandHost {
+    /// `<route_table>/<host.name>`.
+    pub name: String,
+    pub route_table: String,
+    pub host: config::VirtualHost,
+}
+
+impl OnDemandHost {
+    /// The resource name of the virtual host `host` of `route_table`; also the form of the
+    /// names a proxy asks for, with an authority in place of the host's name.
+    pub fn name_of(route_table: &str, host: &str) -> String {
+        format!("{route_table}/{host}")
     }
 }
 
@@ -130,6 +149,10 @@ pub fn decode_resource(type_url: &str, bytes: &[u8]) -> Result<Resource, DecodeE
         }
         type_url::CLUSTER => cluster::cluster(wire::Cluster::decode(bytes).map_err(malformed)?)
             .map(|c| Resource::Cluster(Box::new(c))),
+        type_url::ON_DEMAND_HOST => {
+            route::on_demand_host(wire::OnDemandHost::decode(bytes).map_err(malformed)?)
+                .map(Resource::OnDemandHost)
+        }
         other => Err(DecodeError::new(format!(
             "{other:?} is not a resource type this proxy knows"
         ))),
@@ -171,4 +194,4 @@ pub fn listener(l: wire::Listener) -> Result<config::Listener, DecodeError> {
 }
 
 pub use cluster::cluster;
-pub use route::route_table;
+pub use route::{on_demand_host, route_table};

@@ -56,11 +56,28 @@ pub fn listener(l: &config::Listener) -> wire::Listener {
     }
 }
 
+/// A route table; an on-demand one without its virtual hosts, which go as [`on_demand_host`]s.
 pub fn route_table(t: &config::RouteTable) -> wire::RouteTable {
     wire::RouteTable {
         name: t.name.clone(),
-        virtual_hosts: t.virtual_hosts.iter().map(virtual_host).collect(),
+        virtual_hosts: match t.on_demand {
+            true => Vec::new(),
+            false => t.virtual_hosts.iter().map(virtual_host).collect(),
+        },
+        on_demand: t.on_demand,
     }
+}
+
+/// A virtual host of the on-demand route table `route_table`, and its resource name.
+pub fn on_demand_host(route_table: &str, h: &config::VirtualHost) -> (String, wire::OnDemandHost) {
+    let message = wire::OnDemandHost {
+        route_table: route_table.to_owned(),
+        virtual_host: Some(virtual_host(h)),
+    };
+    (
+        crate::decode::OnDemandHost::name_of(route_table, &h.name),
+        message,
+    )
 }
 
 pub fn virtual_host(h: &config::VirtualHost) -> wire::VirtualHost {

@@ -11,7 +11,7 @@ pub mod decode;
 pub mod encode;
 pub mod node;
 
-pub use decode::{DecodeError, Resource, decode_resource};
+pub use decode::{DecodeError, OnDemandHost, Resource, decode_resource};
 
 /// Envoy's delta ADS messages and the gRPC service (client and server).
 #[allow(
@@ -40,9 +40,10 @@ pub mod type_url {
     pub const LISTENER: &str = "type.googleapis.com/trellis.config.v1.Listener";
     pub const ROUTE_TABLE: &str = "type.googleapis.com/trellis.config.v1.RouteTable";
     pub const CLUSTER: &str = "type.googleapis.com/trellis.config.v1.Cluster";
+    pub const ON_DEMAND_HOST: &str = "type.googleapis.com/trellis.config.v1.OnDemandHost";
 
     /// Every type, in the order a proxy applies them (what refers to something comes after it).
-    pub const ALL: [&str; 3] = [CLUSTER, ROUTE_TABLE, LISTENER];
+    pub const ALL: [&str; 4] = [CLUSTER, ON_DEMAND_HOST, ROUTE_TABLE, LISTENER];
 }
 
 #[cfg(test)]

@@ -277,6 +277,7 @@ fn every_field_comes_back_as_it_went() {
             domains: vec!["reviews".into(), "*.example.com".into()],
             routes: every_route(),
         }],
+        on_demand: false,
     };
     let back = roundtrip(type_url::ROUTE_TABLE, &encode::route_table(&table));
     assert_eq!(back, Resource::RouteTable(table));
@@ -312,6 +313,56 @@ fn every_field_comes_back_as_it_went() {
     }
 }
 
+#[test]
+fn an_on_demand_table_goes_without_its_hosts_and_each_host_on_its_own() {
+    let host = VirtualHost {
+        name: "reviews.default.svc.cluster.local:9080".into(),
+        domains: vec!["reviews:9080".into()],
+        routes: every_route(),
+    };
+    let table = RouteTable {
+        name: "outbound".into(),
+        virtual_hosts: vec![host.clone()],
+        on_demand: true,
+    };
+    let back = roundtrip(type_url::ROUTE_TABLE, &encode::route_table(&table));
+    let Resource::RouteTable(back) = back else {
+        panic!("{back:?}")
+    };
+    assert!(back.on_demand && back.virtual_hosts.is_empty());
+    let (name, message) = encode::on_demand_host("outbound", &host);
+    assert_eq!(name, "outbound/reviews.default.svc.cluster.local:9080");
+    let back = roundtrip(type_url::ON_DEMAND_HOST, &message);
+    assert_eq!(back.name(), name);
+    assert_eq!(
+        back,
+        Resource::OnDemandHost(crate::OnDemandHost {
+            name,
+            route_table: "outbound".into(),
+            host: host.clone(),
+        })
+    );
+
+    let mut with_hosts = encode::route_table(&table);
+    with_hosts.virtual_hosts.push(encode::virtual_host(&host));
+    assert_eq!(
+        refused(type_url::ROUTE_TABLE, &with_hosts),
+        "virtual_hosts: an on-demand table's hosts come on their own"
+    );
+    let mut hostless = message.clone();
+    hostless.virtual_host = None;
+    assert_eq!(
+        refused(type_url::ON_DEMAND_HOST, &hostless),
+        "virtual_host: is required"
+    );
+    let mut tableless = message;
+    tableless.route_table.clear();
+    assert_eq!(
+        refused(type_url::ON_DEMAND_HOST, &tableless),
+        "route_table: is empty"
+    );
+}
+
 fn refused<W: Message>(type_url: &str, message: &W) -> String {
     decode_resource(type_url, &message.encode_to_vec())
         .unwrap_err()
@@ -327,6 +378,7 @@ fn a_broken_resource_is_refused_naming_the_field() {
             domains: vec!["*".into()],
             routes: every_route(),
         }],
+        on_demand: false,
     });
     let route = &mut table.virtual_hosts[0].routes[0];
     let Some(wire::route::Action::Forward(forward)) = &mut route.action else {

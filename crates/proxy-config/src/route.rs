@@ -11,6 +11,26 @@ use crate::{Duration, Regex, StringMatch};
 pub struct RouteTable {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
+    /// The virtual hosts are sent one by one, as requests need them: a proxy configured by a
+    /// control plane holds only those it was asked for, and asks for the one a request's
+    /// authority needs when it holds none (docs/xds.md, "On-demand virtual hosts"). Without a
+    /// control plane the table is used as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand: bool,
+}
+
+/// `host:port` to `host` (IPv6 literals keep their brackets): virtual hosts are looked up by
+/// the authority without its port first, then with it.
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
 }
 
 /// Routes for a set of authorities. A request goes to the virtual host whose domain matches its

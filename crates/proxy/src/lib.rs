@@ -20,6 +20,7 @@ pub mod fast_map;
 mod h1;
 pub mod http;
 pub mod listener;
+pub mod on_demand;
 pub mod rate_limit;
 pub mod router;
 pub mod standalone;
@@ -58,6 +59,8 @@ pub struct Proxy {
     pub limits: Limits,
     /// Where requests that reach no cluster are counted.
     unrouted: Arc<EdgeMetrics>,
+    /// Virtual hosts asked for by requests, answered by the xDS client.
+    pub on_demand: Arc<on_demand::OnDemand>,
 }
 
 impl Proxy {
@@ -92,6 +95,7 @@ impl Proxy {
             access_log,
             limits,
             unrouted,
+            on_demand: Arc::default(),
         })
     }
 

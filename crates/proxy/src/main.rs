@@ -285,6 +285,7 @@ async fn run(
                 options,
                 apply,
                 configured,
+                proxy.on_demand.clone(),
                 draining.clone(),
             ));
             None

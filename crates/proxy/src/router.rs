@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use http::request::Parts;
+pub use trellis_proxy_config::strip_port;
 use trellis_proxy_config::{HeaderMatch, QueryMatch, Route, RouteMatch, RouteTable, StringMatch};
 
 /// A route table ready for lookups.
 #[derive(Debug)]
 pub struct Router {
     pub name: String,
+    /// The table's virtual hosts come as requests need them (see [`crate::on_demand`]).
+    pub on_demand: bool,
     exact: crate::fast_map::FastMap<String, usize>,
     /// `*.suffix` domains as (".suffix", host index), longest suffix first.
     wildcards: Vec<(String, usize)>,
@@ -39,6 +42,7 @@ impl Router {
     pub fn new(table: &RouteTable) -> Self {
         let mut router = Self {
             name: table.name.clone(),
+            on_demand: table.on_demand,
             exact: Default::default(),
             wildcards: Vec::new(),
             catch_all: None,
@@ -90,15 +94,20 @@ impl Router {
         None
     }
 
+    /// Whether a virtual host serves `authority`.
+    pub fn serves(&self, authority: &str) -> bool {
+        self.host_for(authority).is_some()
+    }
+
     fn host_for(&self, authority: &str) -> Option<&CompiledHost> {
-        let name = strip_port(authority);
         let lowered;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lowered = name.to_ascii_lowercase();
+        let authority = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = authority.to_ascii_lowercase();
             lowered.as_str()
         } else {
-            name
+            authority
         };
+        let name = strip_port(authority);
         let index = self
             .exact
             .get(name)
@@ -112,19 +121,6 @@ impl Router {
             })
             .or(self.catch_all)?;
         self.hosts.get(index)
-    }
-}
-
-/// `host:port` to `host` (IPv6 literals keep their brackets).
-pub fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end]);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
     }
 }
 
@@ -252,6 +248,7 @@ mod tests {
         };
         Router::new(&RouteTable {
             name: "t".into(),
+            on_demand: false,
             virtual_hosts: vec![
                 VirtualHost {
                     name: "exact".into(),
@@ -329,6 +326,22 @@ mod tests {
             Some("any/a")
         );
         assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn a_domain_with_a_port_matches_the_authority_in_any_case() {
+        let r = Router::new(&RouteTable {
+            name: "outbound".into(),
+            on_demand: true,
+            virtual_hosts: vec![VirtualHost {
+                name: "reviews".into(),
+                domains: vec!["reviews:9080".into()],
+                routes: vec![route("r", vec![])],
+            }],
+        });
+        assert!(r.serves("Reviews:9080"));
+        assert!(!r.serves("reviews:9081"));
+        assert!(!r.serves("reviews"));
     }
 
     #[test]

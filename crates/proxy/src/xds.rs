@@ -3,17 +3,23 @@
 //!
 //! The proxy subscribes to every listener it is given (`*`), then by name to the route tables
 //! and clusters its listeners and routes refer to, and drops what nothing refers to any more,
-//! so it holds only what it uses. Each response is decoded whole: a resource that breaks a rule
-//! is refused (NACK, naming the resource and the field) and nothing of that response is kept.
-//! An accepted response is ACKed; the configuration is applied — swapped in for new requests,
-//! listeners bound or drained — once everything the listeners refer to has arrived or is known
-//! not to exist, so a proxy never serves a half-received configuration.
+//! so it holds only what it uses. The virtual hosts of an on-demand route table (a sidecar's
+//! outbound one) are subscribed to as requests ask for them ([`crate::on_demand`]): by the
+//! name `<table>/<authority>`, answered with the host serving that authority (the asked name
+//! among its aliases) or with the name removed when none does.
+//!
+//! Each response is decoded whole: a resource that breaks a rule is refused (NACK, naming the
+//! resource and the field) and nothing of that response is kept. An accepted response is
+//! ACKed; the configuration is applied — swapped in for new requests, listeners bound or
+//! drained — once everything the listeners refer to has arrived or is known not to exist, so a
+//! proxy never serves a half-received configuration.
 //!
 //! When the stream fails the proxy keeps serving its last configuration and reconnects with
 //! exponential backoff (100 ms doubling to 5 s, with jitter), telling the control plane the
 //! versions it holds so that only what changed meanwhile is sent again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -22,6 +28,8 @@ use trellis_proto::xds::aggregated_discovery_service_client::AggregatedDiscovery
 use trellis_proto::xds::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Status};
 use trellis_proto::{Resource, decode_resource, type_url};
 use trellis_proxy_config::{Action, Config};
+
+use crate::on_demand::{MAX_ABSENT, OnDemand};
 
 /// Backoff between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -43,7 +51,7 @@ pub type Apply = Box<dyn FnMut(Config) -> Result<(), String> + Send>;
 #[derive(Debug, Default)]
 struct Held {
     resources: BTreeMap<&'static str, BTreeMap<String, (String, Resource)>>,
-    /// Names subscribed, per type (listeners: `*`).
+    /// Names subscribed, per type (listeners: `*`; on-demand hosts: the names asked for).
     subscribed: BTreeMap<&'static str, BTreeSet<String>>,
     /// Names the control plane said do not exist (a route to a subset no DestinationRule
     /// defines refers to a cluster that is not there, and gets 503 NC): nothing to wait for.
@@ -67,18 +75,25 @@ impl Held {
                 clusters.extend(l.tcp_cluster().map(str::to_owned));
             }
         }
-        for resource in self.of(type_url::ROUTE_TABLE) {
-            let Resource::RouteTable(t) = resource else {
-                continue;
-            };
-            if !tables.contains(&t.name) {
-                continue;
-            }
-            for route in t.virtual_hosts.iter().flat_map(|h| &h.routes) {
-                if let Action::Forward(f) = &route.action {
-                    clusters.extend(f.destinations.iter().map(|d| d.cluster.clone()));
-                    clusters.extend(f.mirrors.iter().map(|m| m.cluster.clone()));
+        let mut hosts = Vec::new();
+        for resource in self
+            .of(type_url::ROUTE_TABLE)
+            .chain(self.of(type_url::ON_DEMAND_HOST))
+        {
+            match resource {
+                Resource::RouteTable(t) if tables.contains(&t.name) => {
+                    hosts.extend(&t.virtual_hosts);
                 }
+                Resource::OnDemandHost(h) if tables.contains(&h.route_table) => {
+                    hosts.push(&h.host);
+                }
+                _ => {}
+            }
+        }
+        for route in hosts.into_iter().flat_map(|h| &h.routes) {
+            if let Action::Forward(f) = &route.action {
+                clusters.extend(f.destinations.iter().map(|d| d.cluster.clone()));
+                clusters.extend(f.mirrors.iter().map(|m| m.cluster.clone()));
             }
         }
         (tables, clusters)
@@ -87,6 +102,7 @@ impl Held {
     /// The configuration, when every reference is held.
     fn complete(&self) -> Option<Config> {
         let mut config = Config::default();
+        let mut hosts = Vec::new();
         for resource in self
             .resources
             .values()
@@ -100,6 +116,14 @@ impl Held {
                 Resource::Cluster(c) => {
                     config.clusters.insert(c.name.clone(), *c);
                 }
+                Resource::OnDemandHost(h) => hosts.push(h),
+            }
+        }
+        for h in hosts {
+            if let Some(table) = config.routes.get_mut(&h.route_table)
+                && table.on_demand
+            {
+                table.virtual_hosts.push(h.host);
             }
         }
         let waiting = config
@@ -138,7 +162,10 @@ impl Held {
         let held = self.resources.entry(kind).or_default();
         for name in &response.removed_resources {
             held.remove(name);
-            self.absent.insert(name.clone());
+            // Asked-for hosts found absent are for requests to know (`OnDemand`).
+            if kind != type_url::ON_DEMAND_HOST {
+                self.absent.insert(name.clone());
+            }
         }
         for (name, version, value) in decoded {
             self.absent.remove(&name);
@@ -153,17 +180,27 @@ fn short(kind: &str) -> &str {
 }
 
 /// Keeps the proxy configured from the control plane until `drain` turns true; `ready` turns
-/// true once the first complete configuration is applied.
+/// true once the first complete configuration is applied. Requests ask for on-demand virtual
+/// hosts through `on_demand`.
 pub async fn run(
     options: XdsOptions,
     mut apply: Apply,
     ready: watch::Sender<bool>,
+    on_demand: Arc<OnDemand>,
     mut drain: watch::Receiver<bool>,
 ) {
     let mut held = Held::default();
+    let mut asks = on_demand.asks();
     let mut backoff = BACKOFF_MIN;
     loop {
-        let session = session(&options, &mut held, &mut apply, &ready);
+        let mut link = Link {
+            held: &mut held,
+            apply: &mut apply,
+            ready: &ready,
+            on_demand: &on_demand,
+            asks: &mut asks,
+        };
+        let session = session(&options, &mut link);
         tokio::select! {
             () = crate::listener::draining(&mut drain) => return,
             outcome = session => match outcome {
@@ -183,13 +220,18 @@ pub async fn run(
     }
 }
 
+/// What a stream works on, and lives longer than it.
+struct Link<'a> {
+    held: &'a mut Held,
+    apply: &'a mut Apply,
+    ready: &'a watch::Sender<bool>,
+    on_demand: &'a OnDemand,
+    asks: &'a mut mpsc::Receiver<String>,
+}
+
 /// One stream, until it ends (Ok) or fails.
-async fn session(
-    options: &XdsOptions,
-    held: &mut Held,
-    apply: &mut Apply,
-    ready: &watch::Sender<bool>,
-) -> Result<(), String> {
+async fn session(options: &XdsOptions, link: &mut Link<'_>) -> Result<(), String> {
+    let held = &mut *link.held;
     let mut client = AggregatedDiscoveryServiceClient::connect(options.address.clone())
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
@@ -228,7 +270,23 @@ async fn session(
         .into_inner();
     tracing::info!(control = %options.address, "connected to the control plane");
     loop {
-        let response = match responses.message().await {
+        let message = tokio::select! {
+            message = responses.message() => message,
+            Some(name) = link.asks.recv() => {
+                let subscribed = held.subscribed.entry(type_url::ON_DEMAND_HOST).or_default();
+                // Already asked: its answer is on the way, or came and wakes the asker.
+                if subscribed.insert(name.clone()) {
+                    let ask = DeltaDiscoveryRequest {
+                        type_url: type_url::ON_DEMAND_HOST.to_owned(),
+                        resource_names_subscribe: vec![name],
+                        ..Default::default()
+                    };
+                    requests.send(ask).await.map_err(|_| "the stream closed")?;
+                }
+                continue;
+            }
+        };
+        let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return Ok(()),
             Err(status) => return Err(format!("the stream failed: {}", status.message())),
@@ -239,7 +297,10 @@ async fn session(
             ..Default::default()
         };
         match held.accept(&response) {
-            Ok(_) => {
+            Ok(kind) => {
+                if kind == type_url::ON_DEMAND_HOST {
+                    asked_hosts(&response, held, link.on_demand, &mut ack);
+                }
                 // Subscribe to what is now referenced, drop what no longer is.
                 let (tables, clusters) = held.referenced();
                 for (kind, wanted) in [
@@ -280,12 +341,13 @@ async fn session(
                     }
                 }
                 if let Some(config) = held.complete() {
-                    match apply(config) {
+                    match (link.apply)(config) {
                         Ok(()) => {
-                            ready.send_replace(true);
+                            link.ready.send_replace(true);
                         }
                         Err(why) => tracing::error!("configuration applied in part: {why}"),
                     }
+                    link.on_demand.answered();
                 }
             }
             Err(reason) => {
@@ -298,4 +360,33 @@ async fn session(
         }
         requests.send(ack).await.map_err(|_| "the stream closed")?;
     }
+}
+
+/// Tells requests what an accepted response said of the hosts they asked for: names it
+/// carries (as a host's name or alias) are served, asked names it removes are absent. Absent
+/// names past [`MAX_ABSENT`] are all forgotten and unsubscribed with `ack`.
+fn asked_hosts(
+    response: &DeltaDiscoveryResponse,
+    held: &mut Held,
+    on_demand: &OnDemand,
+    ack: &mut DeltaDiscoveryRequest,
+) {
+    let subscribed = held.subscribed.entry(type_url::ON_DEMAND_HOST).or_default();
+    let served = response
+        .resources
+        .iter()
+        .flat_map(|r| r.aliases.iter().chain([&r.name]))
+        .map(|name| (name.as_str(), false));
+    let absent = response
+        .removed_resources
+        .iter()
+        .filter(|name| subscribed.contains(*name))
+        .map(|name| (name.as_str(), true));
+    on_demand.set_absent(served.chain(absent));
+    let forgotten = on_demand.take_absent_over(MAX_ABSENT);
+    for name in &forgotten {
+        subscribed.remove(name);
+    }
+    ack.resource_names_unsubscribe = forgotten;
+    on_demand.answered();
 }

@@ -7,7 +7,9 @@
 //! 2. an invalid edit is refused with its field path, and traffic stays on v2;
 //! 3. the control plane dies and is started again, and a later edit still arrives;
 //!
-//! and no request fails, and the HTTP/2 and WebSocket connections live through it all.
+//! and no request fails, and the HTTP/2 and WebSocket connections live through it all. The
+//! client sidecar holds the virtual hosts and clusters of the services it sent requests to,
+//! not those of a third service (ratings) it never called; a name no service has gets 404 NR.
 //!
 //! The control plane runs on a tokio runtime of its own; it dies by that runtime being dropped,
 //! which ends all of its tasks and closes all of its connections at once, as a crash does.
@@ -41,6 +43,8 @@ const REVIEWS_V2: &str = "127.0.0.32";
 const CHAT: &str = "127.0.0.33";
 /// Where reviews v1's application listens, behind its sidecar.
 const REVIEWS_V1_APP: &str = "127.0.0.41";
+/// The sidecars' admin port, on their workloads' addresses.
+const ADMIN_PORT: u16 = 15000;
 
 fn mesh(reviews_port: u16, chat_port: u16) -> String {
     format!(
@@ -49,6 +53,16 @@ apiVersion: v1
 kind: Service
 metadata: {{name: reviews, namespace: default}}
 spec: {{selector: {{app: reviews}}, ports: [{{name: http, port: 9080, targetPort: {reviews_port}}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ratings, namespace: default}}
+spec: {{selector: {{app: ratings}}, ports: [{{name: http, port: 9080}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: ratings, namespace: default}}
+spec: {{address: 127.0.0.34, labels: {{app: ratings}}}}
 ---
 apiVersion: v1
 kind: Service
@@ -159,14 +173,8 @@ fn sidecar(
     let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-proxy"))
         .args(["--xds", &xds.to_string(), "--workload", workload])
         .args(["--outbound-address", &format!("{outbound_ip}:0")])
-        .args([
-            "--app-ip",
-            app_ip,
-            "--admin-address",
-            "127.0.0.1:0",
-            "--concurrency",
-            "1",
-        ])
+        .args(["--app-ip", app_ip, "--concurrency", "1"])
+        .args(["--admin-address", &format!("{outbound_ip}:{ADMIN_PORT}")])
         .env("TRELLIS_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -489,6 +497,34 @@ async fn route_changes_invalid_files_and_a_control_plane_restart_lose_no_request
     let moved = until_served_by(&seen, "v1").await;
     eprintln!("after the restart, an edit moved the traffic in {moved:?}");
     more_requests(&seen, 100).await;
+
+    PHASE.store(6, Ordering::Relaxed);
+    // 6. On demand: the client sidecar holds what it used, and a name no service has is a 404.
+    let mut unknown = request(outbound);
+    unknown
+        .headers_mut()
+        .insert(http::header::HOST, "nowhere:9080".parse().unwrap());
+    let response = client().request(unknown).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::NOT_FOUND);
+    let admin: SocketAddr = format!("{PRODUCTPAGE}:{ADMIN_PORT}").parse().unwrap();
+    let dump = get_json(admin, "/config_dump");
+    let config = &dump["config"];
+    let hosts: Vec<&str> = config["routes"]["outbound"]["virtual_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(hosts.iter().any(|h| h.starts_with("reviews.")), "{hosts:?}");
+    assert!(
+        hosts.iter().all(|h| !h.starts_with("ratings.")),
+        "{hosts:?}"
+    );
+    let clusters: Vec<&String> = config["clusters"].as_object().unwrap().keys().collect();
+    assert!(
+        clusters.iter().all(|c| !c.contains("ratings")),
+        "{clusters:?}"
+    );
 
     stop.store(true, Ordering::Relaxed);
     for task in tasks {

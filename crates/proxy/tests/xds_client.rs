@@ -1,11 +1,13 @@
-//! The proxy's xDS client against an in-process control plane: it takes a configuration as
-//! soon as everything it refers to has arrived or is known not to exist.
+//! The proxy's xDS client against an in-process control plane: it asks for on-demand virtual
+//! hosts as requests need them, and takes a configuration as soon as everything it refers to
+//! has arrived or is known not to exist.
 
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use trellis_proto::node;
+use trellis_proxy::Proxy;
 use trellis_proxy::xds::{XdsOptions, run};
 use trellis_proxy_config::{Action, Config};
 
@@ -37,7 +39,7 @@ spec:
 "#;
 
 #[tokio::test]
-async fn a_route_to_a_cluster_that_does_not_exist_does_not_hold_the_configuration_back() {
+async fn hosts_come_as_requests_ask_and_a_missing_cluster_does_not_hold_them_back() {
     let dir = std::env::temp_dir().join(format!("trellis-xds-client-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -51,25 +53,44 @@ async fn a_route_to_a_cluster_that_does_not_exist_does_not_hold_the_configuratio
     let address = listener.local_addr().unwrap();
     tokio::spawn(plane.serve_xds(listener, stopped.clone()));
 
+    let proxy = Proxy::new(Config::default());
     let (configs, mut applied) = mpsc::unbounded_channel::<Config>();
-    let apply = Box::new(move |config: Config| {
-        let _ = configs.send(config);
-        Ok(())
-    });
+    let apply = {
+        let proxy = proxy.clone();
+        Box::new(move |config: Config| {
+            proxy.config.update(config.clone());
+            let _ = configs.send(config);
+            Ok(())
+        })
+    };
     let (ready, _) = watch::channel(false);
     let options = XdsOptions {
         address: format!("http://{address}"),
         node: node::node("productpage", "default", &[]),
     };
-    tokio::spawn(run(options, apply, ready, stopped));
+    tokio::spawn(run(options, apply, ready, proxy.on_demand.clone(), stopped));
 
-    let config = tokio::time::timeout(Duration::from_secs(10), applied.recv())
+    // The outbound table comes without its hosts, and no cluster with it.
+    let first = tokio::time::timeout(Duration::from_secs(10), applied.recv())
         .await
-        .expect("a configuration within 10 s, though one of its clusters does not exist")
+        .expect("a first configuration within 10 s")
         .unwrap();
-    let route = &config.routes["outbound"].virtual_hosts[0].routes[0];
-    let Action::Forward(forward) = &route.action else {
-        panic!("{route:?}")
+    assert!(first.routes["outbound"].on_demand);
+    assert!(first.routes["outbound"].virtual_hosts.is_empty());
+    assert!(first.clusters.is_empty(), "{:?}", first.clusters.keys());
+
+    // Asked for, the host comes with the clusters it routes to; one of them does not exist,
+    // which does not hold the configuration back (503 NC at request time).
+    let snapshot = proxy
+        .on_demand
+        .wait(&proxy.config, "outbound", "Reviews:9080")
+        .await
+        .expect("the host serving reviews:9080");
+    let config = &snapshot.config;
+    let host = &config.routes["outbound"].virtual_hosts[0];
+    assert_eq!(host.name, "reviews.default.svc.cluster.local:9080");
+    let Action::Forward(forward) = &host.routes[0].action else {
+        panic!("{:?}", host.routes[0])
     };
     let clusters: Vec<&str> = forward
         .destinations
@@ -84,9 +105,20 @@ async fn a_route_to_a_cluster_that_does_not_exist_does_not_hold_the_configuratio
         ]
     );
     assert!(config.clusters.contains_key(clusters[0]));
-    assert!(
-        !config.clusters.contains_key(clusters[1]),
-        "503 NC at request time"
-    );
+    assert!(!config.clusters.contains_key(clusters[1]));
+    assert_eq!(config.clusters.len(), 1, "only what the host uses");
+
+    // Another name of the same host is served by what is held, without asking.
+    let router = snapshot.routers.get("outbound").unwrap();
+    assert!(router.serves("reviews.default.svc.cluster.local:9080"));
+
+    // A name no service has is answered as absent, and stays so without asking again.
+    for _ in 0..2 {
+        let none = proxy
+            .on_demand
+            .wait(&proxy.config, "outbound", "ratings:9080")
+            .await;
+        assert!(none.is_none());
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

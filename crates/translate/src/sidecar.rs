@@ -11,7 +11,8 @@
 //! `reviews.default.svc`, `reviews.default`, and `reviews` from its own namespace. Its routes are
 //! those of the VirtualServices bound to `mesh` (no `gateways`, or `mesh` among them) whose
 //! hosts cover the service, in namespace/name order as on gateways; without any, a default
-//! route forwards to the service's cluster with the mesh's default retries.
+//! route forwards to the service's cluster with the mesh's default retries. The table is
+//! marked on-demand: the control plane sends its hosts one by one, as the proxy asks for them.
 //!
 //! **Inbound.** The ports of the workload are those its address serves in the registry (the
 //! endpoints of the services that select it). Each is an `inbound|PORT` listener on the
@@ -251,6 +252,7 @@ fn outbound_table(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> RouteTab
     RouteTable {
         name: OUTBOUND.to_owned(),
         virtual_hosts,
+        on_demand: true,
     }
 }
 
@@ -348,6 +350,7 @@ pub(crate) fn inbound(
                         domains: vec!["*".to_owned()],
                         routes: vec![everything_to(cluster.clone(), None)],
                     }],
+                    on_demand: false,
                 },
             );
             ListenerProtocol::Http {

@@ -97,6 +97,7 @@ fn bookinfo_gateway() {
             domains: vec!["*".into()],
             routes: vec![route],
         }],
+        on_demand: false,
     };
     assert_eq!(
         config.routes,

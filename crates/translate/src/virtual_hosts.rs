@@ -102,6 +102,7 @@ pub(crate) fn route_table(
     RouteTable {
         name,
         virtual_hosts,
+        on_demand: false,
     }
 }
 

@@ -8,9 +8,32 @@ use super::{DecodeError, Within, each, name, opt_duration, percent, required};
 use crate::wire;
 
 pub fn route_table(t: wire::RouteTable) -> Result<config::RouteTable, DecodeError> {
+    if t.on_demand && !t.virtual_hosts.is_empty() {
+        return Err(
+            DecodeError::new("an on-demand table's hosts come on their own")
+                .within("virtual_hosts"),
+        );
+    }
     Ok(config::RouteTable {
         name: name(t.name)?,
         virtual_hosts: each(t.virtual_hosts, "virtual_hosts", virtual_host)?,
+        on_demand: t.on_demand,
+    })
+}
+
+pub fn on_demand_host(h: wire::OnDemandHost) -> Result<super::OnDemandHost, DecodeError> {
+    let route_table = h.route_table;
+    if route_table.is_empty() {
+        return Err(DecodeError::new("is empty").within("route_table"));
+    }
+    let host = virtual_host(required(h.virtual_host, "virtual_host")?).within("virtual_host")?;
+    if host.name.is_empty() {
+        return Err(DecodeError::new("is empty").within("virtual_host.name"));
+    }
+    Ok(super::OnDemandHost {
+        name: super::OnDemandHost::name_of(&route_table, &host.name),
+        route_table,
+        host,
     })
 }
 

@@ -1,10 +1,12 @@
 //! The HTTP connection manager: every request on an HTTP listener goes through [`handle`],
 //! which finds its route and carries out the route's action.
 //!
-//! Request lifecycle: load the snapshot in force → find the virtual host and route → local
-//! rate limit → CORS (answer a preflight) → inject the route's faults → direct response, redirect, or forward (pick a weighted cluster, change headers, pick an endpoint,
-//! send, retry within the policy and timeout) → change response headers → stream the response
-//! body back, recording telemetry when it ends.
+//! Request lifecycle: load the snapshot in force → find the virtual host (asking the control
+//! plane for it when the table is on-demand and none serves the authority) and route → local
+//! rate limit → CORS (answer a preflight) → inject the route's faults → direct response,
+//! redirect, or forward (pick a weighted cluster, change headers, pick an endpoint, send, retry
+//! within the policy and timeout) → change response headers → stream the response body back,
+//! recording telemetry when it ends.
 
 mod cors;
 mod fault;
@@ -64,7 +66,7 @@ pub(crate) async fn handle_parts(
 ) -> Result<Response<Body>, Infallible> {
     let started = crate::clock::now();
     let proxy = &downstream.proxy;
-    let snapshot = proxy.config.load();
+    let mut snapshot = proxy.config.load();
     let logged = proxy.access_log.is_enabled();
     // Boxed: it moves into the response body's record of the request, a pointer's worth.
     let mut outcome = Box::new(Outcome::new(
@@ -74,6 +76,22 @@ pub(crate) async fn handle_parts(
         started,
         logged,
     ));
+    let asks = snapshot
+        .routers
+        .get(&*downstream.route_table)
+        .is_some_and(|r| r.on_demand && !r.serves(outcome.authority.as_str()));
+    if asks {
+        // The cold path, boxed: inline, its future would make every request's larger.
+        let wait = proxy.on_demand.wait(
+            &proxy.config,
+            &downstream.route_table,
+            outcome.authority.as_str(),
+        );
+        if let Some(newer) = Box::pin(wait).await {
+            outcome.snapshot = newer.clone();
+            snapshot = newer;
+        }
+    }
     let matched = snapshot
         .routers
         .get(&*downstream.route_table)

@@ -165,6 +165,7 @@ pub fn listener_config(
             "routes".to_owned(),
             RouteTable {
                 name: "routes".into(),
+                on_demand: false,
                 virtual_hosts: vec![VirtualHost {
                     name: "any".into(),
                     domains: vec!["*".into()],
