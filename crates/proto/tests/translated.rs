@@ -1,8 +1,8 @@
 //! Every configuration the translation makes from Istio's samples crosses the wire unchanged:
 //! each sample file is translated as one gateway to which every Gateway applies, with its
 //! VirtualServices bound to a catch-all HTTP Gateway as well as their own (so that those written
-//! for the mesh are translated too), and as a sidecar; each listener, route table and cluster
-//! is encoded, decoded and compared.
+//! for the mesh are translated too), and as a sidecar; each listener, route table (and on-demand
+//! virtual host) and cluster is encoded, decoded and compared.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use trellis_api::fs::load_paths;
 use trellis_api::{LoadOptions, Resource as IstioResource};
-use trellis_proto::{Resource, decode_resource, encode, type_url};
+use trellis_proto::{OnDemandHost, Resource, decode_resource, encode, type_url};
 use trellis_proxy_config::Config;
 use trellis_translate::{GatewayOptions, Registry, SidecarOptions};
 
@@ -117,10 +117,28 @@ fn cross_config(config: &Config) -> (usize, usize) {
             .iter()
             .map(|h| h.routes.len())
             .sum::<usize>();
+        // An on-demand table goes without its hosts, and each host on its own.
+        let mut bare = table.clone();
+        if table.on_demand {
+            bare.virtual_hosts.clear();
+            for host in &table.virtual_hosts {
+                let (name, message) = encode::on_demand_host(&table.name, host);
+                let expected = OnDemandHost {
+                    name,
+                    route_table: table.name.clone(),
+                    host: host.clone(),
+                };
+                check(
+                    type_url::ON_DEMAND_HOST,
+                    &message,
+                    Resource::OnDemandHost(expected),
+                );
+            }
+        }
         check(
             type_url::ROUTE_TABLE,
             &encode::route_table(table),
-            Resource::RouteTable(table.clone()),
+            Resource::RouteTable(bare),
         );
     }
     for cluster in config.clusters.values() {
