@@ -13,6 +13,13 @@ export TRELLIS_REFERENCE_DIR=$reference
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "tools the tests use"
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  scripts/apt-install.sh "${need[@]}"
+fi
+
 step "format"
 cargo fmt --all -- --check
 
