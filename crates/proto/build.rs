@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "envoy/service/discovery/v3/delta.proto",
         "trellis/config/v1/config.proto",
+        "istio/v1/auth/ca.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

@@ -30,9 +30,26 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", default_value = DEBUG_ADDRESS)]
     debug_listen: SocketAddr,
 
+    /// Where the CA (`ca/`, laid out as Istio's `cacerts`: put an intermediate there to sign
+    /// under your own root) and the token key are kept; made on first start.
+    #[arg(long, value_name = "DIR", default_value = ".trellis")]
+    state_dir: PathBuf,
+
+    /// The mesh's trust domain (workload identities are spiffe://<it>/ns/<ns>/sa/<sa>).
+    #[arg(long, default_value = trellis_identity::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+
+    /// The longest lifetime of a workload certificate.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    max_cert_ttl: trellis_api::types::Duration,
+
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, default_value = "info", env = "TRELLIS_LOG")]
     log_level: String,
+}
+
+fn parse_duration(text: &str) -> Result<trellis_api::types::Duration, String> {
+    trellis_api::types::Duration::parse(text).map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,7 +72,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn serve(args: Args) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let options = Options {
-        config_dir: args.config_dir.clone(),
+        state_dir: Some(args.state_dir.clone()),
+        trust_domain: args.trust_domain.clone(),
+        max_cert_ttl: args.max_cert_ttl.as_std(),
+        ..Options::new(args.config_dir.clone())
     };
     let plane = ControlPlane::start(&options, stopped.clone())
         .with_context(|| format!("--config-dir {}", args.config_dir.display()))?;

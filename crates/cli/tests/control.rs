@@ -34,6 +34,8 @@ fn control(dir: &std::path::Path) -> Control {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(["control", "--config-dir"])
         .arg(dir)
+        .arg("--state-dir")
+        .arg(dir.with_extension("state"))
         .args([
             "--xds-listen",
             "127.0.0.1:0",
@@ -78,6 +80,7 @@ fn stdout(out: &Output) -> String {
 fn proxy_config_shows_what_a_workload_gets() {
     let dir = std::env::temp_dir().join(format!("trellis-cli-control-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("state"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
     let control = control(&dir);
@@ -127,6 +130,7 @@ fn proxy_config_shows_what_a_workload_gets() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the control plane"));
     drop(control);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("state"));
 }
 
 /// reviews with two subsets, a header rule and a weighted split; ratings behind a fault.
@@ -178,6 +182,7 @@ spec:
 fn explain_names_the_route_subset_fault_or_missing_route_and_their_sources() {
     let dir = std::env::temp_dir().join(format!("trellis-cli-explain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("state"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
     std::fs::write(dir.join("routed.yaml"), ROUTED).unwrap();
@@ -255,4 +260,5 @@ fn explain_names_the_route_subset_fault_or_missing_route_and_their_sources() {
     );
     drop(control);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir.with_extension("state"));
 }

@@ -70,7 +70,7 @@ fn serve(dir: PathBuf) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let (_stop, stopped) = watch::channel(false);
-        let options = trellis_control::Options { config_dir: dir };
+        let options = trellis_control::Options::new(dir);
         let plane =
             trellis_control::ControlPlane::start(&options, stopped.clone()).expect("starts");
         let xds = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -9,6 +9,7 @@
 //! | `GET /debug/proxy_config?proxy=<workload>.<namespace>` | the configuration that proxy gets (as its connection sees it when connected, else as a sidecar with the defaults), with the translation's warnings |
 //! | `POST /registry/workloads` | registers a workload (JSON: `name`, `namespace`, `labels`, `address`, `serviceAccount`) |
 //! | `DELETE /registry/workloads/<namespace>/<name>` | removes it |
+//! | `POST /tokens` | a bootstrap token for a workload identity (JSON: `namespace`, `service_account`, optional `ttl_seconds`, 30 days by default), for the proxy to show the CA |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -76,6 +77,7 @@ async fn respond(
         }
         (Method::GET, "/debug/proxy_config") => proxy_config(&plane, &query),
         (Method::POST, "/registry/workloads") => register(&plane, request).await,
+        (Method::POST, "/tokens") => token(&plane, request).await,
         (Method::DELETE, p) if p.starts_with("/registry/workloads/") => {
             let rest = &p["/registry/workloads/".len()..];
             match rest.split_once('/') {
@@ -194,23 +196,59 @@ fn proxy_config(plane: &ControlPlane, query: &str) -> Result<Value, (StatusCode,
     }))
 }
 
-async fn register(
-    plane: &ControlPlane,
+/// A request's JSON body, as `what`.
+async fn json_body<T: serde::de::DeserializeOwned>(
     request: Request<Incoming>,
-) -> Result<Value, (StatusCode, String)> {
+    what: &str,
+) -> Result<T, (StatusCode, String)> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
     let body = request
         .into_body()
         .collect()
         .await
-        .map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        })?
+        .map_err(|e| bad(format!("cannot read the body: {e}")))?
         .to_bytes();
-    let workload: Workload = serde_json::from_slice(&body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("not a workload: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| bad(format!("not {what}: {e}")))
+}
+
+/// How long a bootstrap token is good for unless asked otherwise.
+const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, serde::Deserialize)]
+struct TokenRequest {
+    namespace: String,
+    service_account: String,
+    ttl_seconds: Option<u64>,
+}
+
+async fn token(
+    plane: &ControlPlane,
+    request: Request<Incoming>,
+) -> Result<Value, (StatusCode, String)> {
+    let asked: TokenRequest = json_body(
+        request,
+        "a token request (namespace, service_account, ttl_seconds)",
+    )
+    .await?;
+    let id = trellis_identity::SpiffeId::new(
+        &plane.trust_domain,
+        &asked.namespace,
+        &asked.service_account,
+    )
+    .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let ttl = asked
+        .ttl_seconds
+        .map_or(TOKEN_TTL, std::time::Duration::from_secs);
+    let token = plane.identity.tokens.issue(&id, ttl);
+    tracing::info!(identity = %id, ?ttl, "bootstrap token issued");
+    Ok(json!({ "identity": id.to_string(), "token": token }))
+}
+
+async fn register(
+    plane: &ControlPlane,
+    request: Request<Incoming>,
+) -> Result<Value, (StatusCode, String)> {
+    let workload: Workload = json_body(request, "a workload").await?;
     if workload.name.is_empty() || workload.namespace.is_empty() {
         return Err((
             StatusCode::BAD_REQUEST,

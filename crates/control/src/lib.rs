@@ -7,11 +7,13 @@
 //! - [`proxies`]: who a proxy is, and its translation (gateway or sidecar), encoded per
 //!   resource.
 //! - [`xds`]: the delta ADS server.
+//! - [`ca`]: the CA service (workload certificates for bootstrap tokens), on the xDS port.
 //! - [`debug`]: the HTTP debug API (`trellis proxy-status`, `trellis proxy-config` read it).
 //!
 //! Threads: the store's poller and the mesh builder are tasks; each connected proxy's stream is
 //! a task that translates for that proxy when the mesh changes.
 
+pub mod ca;
 pub mod debug;
 pub mod mesh;
 pub mod proxies;
@@ -23,10 +25,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use trellis_proto::ca::istio_certificate_service_server::IstioCertificateServiceServer;
 use trellis_proto::xds::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
 use crate::mesh::Mesh;
@@ -37,6 +41,25 @@ use crate::registry::{Registered, WorkloadSource};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config_dir: PathBuf,
+    /// Where the CA (`ca/`, laid out as Istio's `cacerts`) and the token key (`token-key`)
+    /// are kept; `None` keeps new ones in memory (tests, benchmarks).
+    pub state_dir: Option<PathBuf>,
+    /// The mesh's trust domain: workload identities are `spiffe://<it>/ns/<ns>/sa/<sa>`.
+    pub trust_domain: String,
+    /// The longest lifetime of a workload certificate.
+    pub max_cert_ttl: Duration,
+}
+
+impl Options {
+    /// The defaults for a configuration directory, with the CA kept in memory.
+    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            config_dir: config_dir.into(),
+            state_dir: None,
+            trust_domain: trellis_identity::DEFAULT_TRUST_DOMAIN.to_owned(),
+            max_cert_ttl: trellis_identity::WORKLOAD_TTL,
+        }
+    }
 }
 
 /// The state every part of the control plane shares.
@@ -52,6 +75,9 @@ pub struct ControlPlane {
     pushed_bytes: AtomicU64,
     /// Translations shared by proxies alike, for the mesh version in force.
     shared: Mutex<proxies::Shared>,
+    /// The CA and the token key.
+    pub identity: Arc<ca::Identity>,
+    pub trust_domain: String,
 }
 
 impl ControlPlane {
@@ -64,6 +90,7 @@ impl ControlPlane {
                 format!("{} is not a directory", options.config_dir.display()),
             ));
         }
+        let identity = Arc::new(ca::Identity::open(options)?);
         let store = store::Store::open(&options.config_dir);
         let config = store.subscribe();
         let registered = Registered::default();
@@ -85,6 +112,8 @@ impl ControlPlane {
             pushed: AtomicU64::new(0),
             pushed_bytes: AtomicU64::new(0),
             shared: Mutex::default(),
+            identity,
+            trust_domain: options.trust_domain.clone(),
         }))
     }
 
@@ -152,13 +181,16 @@ impl ControlPlane {
         self.serve_xds(xds, shutdown).await
     }
 
-    /// Serves delta ADS on `listener` until `shutdown` turns true.
+    /// Serves delta ADS and the CA service on `listener` until `shutdown` turns true.
     pub async fn serve_xds(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
         tonic::transport::Server::builder()
+            .add_service(IstioCertificateServiceServer::new(ca::CaService(
+                self.identity.clone(),
+            )))
             .add_service(AggregatedDiscoveryServiceServer::new(xds::Ads(self)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(shutdown))
             .await

@@ -59,13 +59,7 @@ async fn mesh(name: &str) -> Mesh {
     std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
     std::fs::write(dir.join("reviews-vs.yaml"), virtual_service("3s")).unwrap();
     let (stop, stopped) = watch::channel(false);
-    let plane = ControlPlane::start(
-        &Options {
-            config_dir: dir.clone(),
-        },
-        stopped.clone(),
-    )
-    .unwrap();
+    let plane = ControlPlane::start(&Options::new(dir.clone()), stopped.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(plane.clone().serve_xds(listener, stopped));

@@ -79,6 +79,11 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
+    /// A new self-signed root kept in memory only (tests, tools).
+    pub fn ephemeral() -> Result<Self, CaError> {
+        Self::self_signed()
+    }
+
     /// The CA of `dir`: the certificates there, or a new self-signed root written there.
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
         let file = |name: &str| dir.join(name);
@@ -279,12 +284,13 @@ const FILES: [&str; 4] = [
 
 /// A random positive 128-bit serial number.
 fn serial() -> SerialNumber {
-    let mut bytes: [u8; 16] = rand_bytes();
+    let mut bytes: [u8; 16] = random();
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
 }
 
-fn rand_bytes<const N: usize>() -> [u8; N] {
+/// Bytes from the system's secure random source.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .expect("the system's random source works");

@@ -1,6 +1,7 @@
 //! The wire: the delta xDS transport ([`xds`], Envoy's `envoy.service.discovery.v3` messages)
 //! and the resources it carries ([`wire`], `trellis.config.v1`, generated from `proto/`), with
-//! their conversion to and from the proxy's configuration model.
+//! their conversion to and from the proxy's configuration model; and Istio's certificate
+//! service ([`ca`]).
 //!
 //! This is the only crate that sees the generated types. Encoding ([`encode`]) cannot fail;
 //! decoding ([`decode`]) checks every field and names the one that is wrong, so a proxy can
@@ -22,6 +23,17 @@ pub use decode::{DecodeError, OnDemandHost, Resource, decode_resource};
 )]
 pub mod xds {
     tonic::include_proto!("envoy.service.discovery.v3");
+}
+
+/// Istio's certificate service (`istio.v1.auth`): workload certificates on CSR.
+#[allow(
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::all,
+    rust_2018_idioms
+)]
+pub mod ca {
+    tonic::include_proto!("istio.v1.auth");
 }
 
 /// The resource messages (`trellis.config.v1`).

@@ -142,7 +142,7 @@ fn control_plane(dir: &Path, xds: Option<SocketAddr>) -> (ControlPlane, SocketAd
             .unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (xds, debug) = runtime.block_on(async move {
-            let options = trellis_control::Options { config_dir: dir };
+            let options = trellis_control::Options::new(dir);
             let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
             let xds = TcpListener::bind(xds.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
                 .await

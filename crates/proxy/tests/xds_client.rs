@@ -45,9 +45,7 @@ async fn hosts_come_as_requests_ask_and_a_missing_cluster_does_not_hold_them_bac
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
     let (_stop, stopped) = watch::channel(false);
-    let options = trellis_control::Options {
-        config_dir: dir.clone(),
-    };
+    let options = trellis_control::Options::new(dir.clone());
     let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
