@@ -3,8 +3,6 @@
 //! plane's root; without a token, with a forged one, or asking for another identity, it gets
 //! nothing.
 
-use std::process::Command;
-
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::Code;
@@ -97,19 +95,8 @@ async fn a_workload_gets_a_certificate_for_its_own_identity_only() {
 
     let key = new_workload_key(&reviews).unwrap();
     let chain = ask(address, Some(&token), &key.csr, 3600).await.unwrap();
-    std::fs::write(dir.join("leaf.pem"), &chain[0]).unwrap();
-    let root = dir.join("state/ca/root-cert.pem");
-    let verified = Command::new("openssl")
-        .args(["verify", "-CAfile"])
-        .arg(&root)
-        .arg(dir.join("leaf.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    let root = std::fs::read_to_string(dir.join("state/ca/root-cert.pem")).unwrap();
+    trellis_testkit::openssl::verify(&dir, &root, &[], &chain[0]).unwrap();
     let info = trellis_identity::pem::Pem::one(&chain[0], "CERTIFICATE").unwrap();
     let info = trellis_identity::pem::certificate(&info.der).unwrap();
     assert_eq!(info.uris, [reviews.uri()]);

@@ -10,7 +10,7 @@ mod workload;
 
 pub use ca::{Ca, CaError, Issued, WORKLOAD_TTL};
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
-pub use token::{TokenError, TokenKey};
+pub use token::{TokenError, TokenKey, identity_of};
 pub use workload::{WorkloadKey, new_workload_key};
 
 #[cfg(test)]

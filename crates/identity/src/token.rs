@@ -116,6 +116,14 @@ impl TokenKey {
     }
 }
 
+/// The identity a token names, read without checking it (the holder learns what it is; only
+/// the control plane can tell whether to believe it).
+pub fn identity_of(token: &str) -> Option<SpiffeId> {
+    let payload = token.trim().split('.').nth(1)?;
+    let text = String::from_utf8(unhex(payload)?).ok()?;
+    text.rsplit_once('|')?.0.parse().ok()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -142,6 +150,7 @@ mod tests {
             .unwrap();
         let token = key.issue(&id, Duration::from_secs(60));
         assert_eq!(key.verify(&token), Ok(id.clone()));
+        assert_eq!(identity_of(&token), Some(id.clone()));
         assert_eq!(
             TokenKey::ephemeral().verify(&token),
             Err(TokenError::Forged),

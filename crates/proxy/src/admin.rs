@@ -6,6 +6,7 @@
 //! | `GET /stats/prometheus` | metrics in Prometheus text format |
 //! | `GET /config_dump` | the configuration in force, as JSON, with its version |
 //! | `GET /clusters` | every endpoint with its load and counters (`?format=json` for JSON) |
+//! | `GET /certs` | the proxy's certificate in force: identity, chain, validity, roots (JSON; 404 without one) |
 //! | `GET /logging`, `POST /logging?level=debug` | the log filter, and changing it live |
 //! | `POST /quitquitquit` | drain and exit |
 
@@ -96,6 +97,10 @@ async fn respond(
             );
             response
         }
+        (&Method::GET, "/certs") => match proxy.certificates.current() {
+            Some(certified) => json_response(&json!(&*certified)),
+            None => text(StatusCode::NOT_FOUND, "no certificate\n"),
+        },
         (&Method::GET, "/config_dump") => {
             let snapshot = proxy.config.load();
             json_response(&json!({"version": snapshot.version, "config": &*snapshot.config}))
@@ -109,12 +114,14 @@ async fn respond(
             let _ = controls.drain.send(true);
             text(StatusCode::OK, "OK\n")
         }
-        (_, "/ready" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/quitquitquit") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+        (
+            _,
+            "/ready" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/certs"
+            | "/quitquitquit",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: see /ready, /stats/prometheus, /config_dump, /clusters, /logging, /quitquitquit\n",
+            "not found: see /ready, /stats/prometheus, /config_dump, /clusters, /certs, /logging, /quitquitquit\n",
         ),
     };
     Ok(response)

@@ -19,6 +19,7 @@ pub mod downstream;
 pub mod fast_map;
 mod h1;
 pub mod http;
+pub mod identity;
 pub mod listener;
 pub mod on_demand;
 pub mod rate_limit;
@@ -61,6 +62,8 @@ pub struct Proxy {
     unrouted: Arc<EdgeMetrics>,
     /// Virtual hosts asked for by requests, answered by the xDS client.
     pub on_demand: Arc<on_demand::OnDemand>,
+    /// The proxy's own certificate, from the control plane's CA.
+    pub certificates: Arc<identity::Certificates>,
 }
 
 impl Proxy {
@@ -96,6 +99,7 @@ impl Proxy {
             limits,
             unrouted,
             on_demand: Arc::default(),
+            certificates: Arc::default(),
         })
     }
 

@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use trellis_api::types::{Duration, Labels};
+use trellis_proxy::identity::IdentityOptions;
 use trellis_proxy::telemetry::{AccessLog, AccessLogFormat, Metrics, ProxyIdentity};
 use trellis_proxy::worker::Workers;
 use trellis_proxy::xds::XdsOptions;
@@ -59,6 +60,12 @@ struct Args {
     /// With --xds, for a sidecar: where its application listens, on each of its ports.
     #[arg(long, default_value = "127.0.0.1", env = "TRELLIS_APP_IP")]
     app_ip: IpAddr,
+
+    /// With --xds: a file holding the bootstrap token the control plane issued for this
+    /// workload's identity (`POST /tokens`); the proxy shows it to the control plane's CA to
+    /// get its certificate. `TRELLIS_TOKEN` may hold the token itself instead.
+    #[arg(long, value_name = "PATH", env = "TRELLIS_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
 
     /// Worker threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
@@ -240,6 +247,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The bootstrap token: `--token-file`'s contents, else `TRELLIS_TOKEN`.
+fn token(args: &Args) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}", path.display()))?;
+        return Ok(Some(token.trim().to_owned()));
+    }
+    Ok(std::env::var("TRELLIS_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty()))
+}
+
 /// Where the configuration comes from.
 #[derive(Debug)]
 enum Source {
@@ -281,6 +301,25 @@ async fn run(
                 let (proxy, workers) = (proxy.clone(), workers.clone());
                 Box::new(move |config: Config| apply(&proxy, &workers, config))
             };
+            match token(&args) {
+                Ok(Some(token)) => {
+                    tokio::spawn(trellis_proxy::identity::run(
+                        IdentityOptions {
+                            address: options.address.clone(),
+                            token,
+                            lifetime: std::time::Duration::ZERO,
+                        },
+                        proxy.certificates.clone(),
+                        draining.clone(),
+                    ));
+                }
+                Ok(None) => {
+                    tracing::info!(
+                        "no bootstrap token (--token-file, TRELLIS_TOKEN): no certificate"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
             tokio::spawn(trellis_proxy::xds::run(
                 options,
                 apply,
