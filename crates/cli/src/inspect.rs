@@ -62,13 +62,23 @@ pub(crate) fn qualified(proxy: &str) -> String {
 
 /// GETs `path` from the debug API and parses its JSON.
 pub(crate) fn get(control: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    call(control, "GET", path, "")
+}
+
+pub(crate) fn post(control: SocketAddr, path: &str, body: &Value) -> anyhow::Result<Value> {
+    call(control, "POST", path, &body.to_string())
+}
+
+/// A request to the debug API; its JSON answer, or the error it gave.
+fn call(control: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<Value> {
     let mut stream = TcpStream::connect_timeout(&control, Duration::from_secs(5)).with_context(
         || format!("cannot reach the control plane's debug API at {control} (is `trellis control` running? --control sets the address)"),
     )?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;

@@ -9,6 +9,7 @@ mod analyze;
 mod control;
 mod explain;
 mod inspect;
+mod token;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,9 @@ enum Command {
     /// destination and policies, each with the resource it came from; or why it gets a 404 or
     /// 503.
     Explain(explain::Args),
+    /// Get a bootstrap token for a workload identity (<namespace>/<service-account>), for its
+    /// proxy to show the control plane's CA (`trellis-proxy --token-file`).
+    Token(token::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::ProxyStatus(args) => inspect::status(args),
         Command::ProxyConfig(args) => inspect::config(args),
         Command::Explain(args) => explain::run(args),
+        Command::Token(args) => token::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -86,6 +86,13 @@ fn proxy_config_shows_what_a_workload_gets() {
     let control = control(&dir);
     let at = ["--control", control.debug.as_str()];
 
+    // A bootstrap token for a workload's proxy; a malformed identity is refused.
+    let token = stdout(&trellis(&[&["token", "default/reviews"][..], &at].concat()));
+    assert!(token.starts_with("trellis1."), "{token}");
+    let refused = trellis(&[&["token", "reviews"][..], &at].concat());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not <namespace>/<service-account>"));
+
     let listeners = stdout(&trellis(
         &[&["proxy-config", "listeners", "reviews-v1"][..], &at].concat(),
     ));

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use trellis_proto::ca::istio_certificate_service_server::IstioCertificateServiceServer;
 use trellis_proto::xds::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
@@ -181,18 +182,38 @@ impl ControlPlane {
         self.serve_xds(xds, shutdown).await
     }
 
+    /// Binds `address` and serves delta ADS and the CA service there, on a task of their own,
+    /// until `shutdown` turns true; the address bound (a free port for port 0).
+    pub async fn spawn_xds(
+        self: &Arc<Self>,
+        address: std::net::SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let listener = TcpListener::bind(address).await?;
+        let bound = listener.local_addr()?;
+        tokio::spawn(self.clone().serve_xds(listener, shutdown));
+        Ok(bound)
+    }
+
     /// Serves delta ADS and the CA service on `listener` until `shutdown` turns true.
     pub async fn serve_xds(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
+        // Without TCP_NODELAY a small answer waits for the client's delayed ACK (~40 ms).
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            if let Ok(stream) = &accepted {
+                let _ = stream.set_nodelay(true);
+            }
+            accepted
+        });
         tonic::transport::Server::builder()
             .add_service(IstioCertificateServiceServer::new(ca::CaService(
                 self.identity.clone(),
             )))
             .add_service(AggregatedDiscoveryServiceServer::new(xds::Ads(self)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(shutdown))
+            .serve_with_incoming_shutdown(incoming, stopped(shutdown))
             .await
     }
 }

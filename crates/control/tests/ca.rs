@@ -62,9 +62,10 @@ async fn a_workload_gets_a_certificate_for_its_own_identity_only() {
     };
     let (_stop, stopped) = watch::channel(false);
     let plane = ControlPlane::start(&options, stopped.clone()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(plane.clone().serve_xds(listener, stopped));
+    let address = plane
+        .spawn_xds("127.0.0.1:0".parse().unwrap(), stopped)
+        .await
+        .unwrap();
 
     let reviews: SpiffeId = "spiffe://cluster.local/ns/default/sa/reviews"
         .parse()

@@ -6,7 +6,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use trellis_identity::SpiffeId;
 use trellis_proxy::identity::{Certificates, IdentityOptions, run};
@@ -22,9 +21,10 @@ async fn the_proxy_gets_its_certificate_and_renews_it_at_half_life() {
     };
     let (_stop, stopped) = watch::channel(false);
     let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(plane.clone().serve_xds(listener, stopped.clone()));
+    let address = plane
+        .spawn_xds("127.0.0.1:0".parse().unwrap(), stopped.clone())
+        .await
+        .unwrap();
 
     let reviews: SpiffeId = "spiffe://cluster.local/ns/default/sa/reviews"
         .parse()
@@ -84,9 +84,10 @@ async fn the_proxy_binary_shows_its_certificate_at_certs() {
         stopped.clone(),
     )
     .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(plane.clone().serve_xds(listener, stopped));
+    let address = plane
+        .spawn_xds("127.0.0.1:0".parse().unwrap(), stopped)
+        .await
+        .unwrap();
     let id: SpiffeId = "spiffe://cluster.local/ns/default/sa/productpage"
         .parse()
         .unwrap();
