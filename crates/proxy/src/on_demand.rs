@@ -102,10 +102,6 @@ impl OnDemand {
         table: &str,
         authority: &str,
     ) -> Option<Arc<Snapshot>> {
-        let name = name(table, authority);
-        if self.is_absent(&name) {
-            return None;
-        }
         let serving = || {
             let snapshot = config.load();
             let serves = snapshot
@@ -114,26 +110,31 @@ impl OnDemand {
                 .is_some_and(|r| r.serves(authority));
             serves.then_some(snapshot)
         };
+        // A host that serves the authority (its routes did not match the request, or it came
+        // since the request missed): nothing to ask.
         let mut answers = self.answered.subscribe();
-        if !self.send(name.clone()) {
+        if let Some(snapshot) = serving() {
+            return Some(snapshot);
+        }
+        let name = name(table, authority);
+        if self.is_absent(&name) || !self.send(name.clone()) {
             return None;
         }
         let deadline = tokio::time::sleep(WAIT);
         tokio::pin!(deadline);
         loop {
-            // Checked before waiting too: an answer may have come since the request missed.
-            if let Some(snapshot) = serving() {
-                return Some(snapshot);
-            }
-            if self.is_absent(&name) {
-                return None;
-            }
             tokio::select! {
                 () = &mut deadline => {
                     tracing::debug!(%name, "no answer from the control plane in time");
                     return None;
                 }
                 changed = answers.changed() => changed.ok()?,
+            }
+            if let Some(snapshot) = serving() {
+                return Some(snapshot);
+            }
+            if self.is_absent(&name) {
+                return None;
             }
         }
     }

@@ -31,6 +31,7 @@ pub use outcome::Outcome;
 use self::cors::Cors;
 use crate::Proxy;
 use crate::body::{Body, ClientBody};
+use crate::state::Snapshot;
 use crate::telemetry::ResponseFlags;
 
 /// What a request knows about the connection it came on.
@@ -66,38 +67,32 @@ pub(crate) async fn handle_parts(
 ) -> Result<Response<Body>, Infallible> {
     let started = crate::clock::now();
     let proxy = &downstream.proxy;
-    let mut snapshot = proxy.config.load();
+    let first = proxy.config.load();
     let logged = proxy.access_log.is_enabled();
     // Boxed: it moves into the response body's record of the request, a pointer's worth.
     let mut outcome = Box::new(Outcome::new(
         &parts,
         downstream,
-        snapshot.clone(),
+        first.clone(),
         started,
         logged,
     ));
-    let asks = snapshot
-        .routers
-        .get(&*downstream.route_table)
-        .is_some_and(|r| r.on_demand && !r.serves(outcome.authority.as_str()));
-    if asks {
-        // The cold path, boxed: inline, its future would make every request's larger.
-        let wait = proxy.on_demand.wait(
-            &proxy.config,
-            &downstream.route_table,
-            outcome.authority.as_str(),
-        );
-        if let Some(newer) = Box::pin(wait).await {
+    let (table, port) = (&*downstream.route_table, downstream.local.port());
+    let mut snapshot = &first;
+    let mut matched = find_route(snapshot, table, &parts, outcome.authority.as_str(), port);
+    // A miss in an on-demand table asks the control plane for the virtual host, and goes on
+    // with the configuration that has it. The cold path, boxed: inline, its future would make
+    // every request's larger.
+    let waited;
+    if matched.is_none() && snapshot.routers.get(table).is_some_and(|r| r.on_demand) {
+        let authority = outcome.authority.as_str();
+        waited = Box::pin(proxy.on_demand.wait(&proxy.config, table, authority)).await;
+        if let Some(newer) = &waited {
             outcome.snapshot = newer.clone();
             snapshot = newer;
+            matched = find_route(snapshot, table, &parts, outcome.authority.as_str(), port);
         }
     }
-    let matched = snapshot
-        .routers
-        .get(&*downstream.route_table)
-        .and_then(|router| {
-            router.find(&parts, outcome.authority.as_str(), downstream.local.port())
-        });
     let Some(matched) = matched else {
         let reply = outcome.fail(
             ResponseFlags::NO_ROUTE,
@@ -156,7 +151,7 @@ pub(crate) async fn handle_parts(
             ),
             Some(destination) => {
                 let mut response = forward::forward(
-                    &snapshot,
+                    snapshot,
                     downstream,
                     &matched,
                     forward,
@@ -177,6 +172,17 @@ pub(crate) async fn handle_parts(
     };
     headers::apply(&matched.route.headers.response, response.headers_mut());
     Ok(finish(downstream, outcome, response, allowed))
+}
+
+/// The route of `table` in `snapshot` for the request.
+fn find_route<'s>(
+    snapshot: &'s Snapshot,
+    table: &str,
+    parts: &http::request::Parts,
+    authority: &str,
+    port: u16,
+) -> Option<crate::router::Matched<'s>> {
+    snapshot.routers.get(table)?.find(parts, authority, port)
 }
 
 /// Sends a response on its way, recording the request (metrics, access log) when the response
