@@ -48,7 +48,8 @@ pub(crate) struct Args {
     log_level: String,
 }
 
-fn parse_duration(text: &str) -> Result<trellis_api::types::Duration, String> {
+/// A duration flag in Istio's (Go's) syntax: `24h`, `90s`.
+pub(crate) fn parse_duration(text: &str) -> Result<trellis_api::types::Duration, String> {
     trellis_api::types::Duration::parse(text).map_err(|e| e.to_string())
 }
 

@@ -14,15 +14,11 @@ pub(crate) struct Args {
     #[arg(value_name = "NAMESPACE/SERVICE_ACCOUNT")]
     identity: String,
     /// How long the token is good for (the proxy shows it at each renewal).
-    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = crate::control::parse_duration)]
     ttl: trellis_api::types::Duration,
     /// The control plane's debug address.
     #[arg(long, value_name = "ADDR", default_value = DEBUG_ADDRESS, env = "TRELLIS_CONTROL_DEBUG")]
     control: SocketAddr,
-}
-
-fn parse_duration(text: &str) -> Result<trellis_api::types::Duration, String> {
-    trellis_api::types::Duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Prints the token on standard output, and the identity it proves on standard error.
