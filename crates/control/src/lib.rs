@@ -96,12 +96,13 @@ impl ControlPlane {
         let config = store.subscribe();
         let registered = Registered::default();
         let sources: Vec<Arc<dyn WorkloadSource>> = vec![Arc::new(registered.clone())];
-        let first = Mesh::build(1, store.current(), &sources);
+        let first = Mesh::build(1, store.current(), &sources, &options.trust_domain);
         let (published, mesh) = watch::channel(Arc::new(first));
         tokio::spawn(store.watch(stopped(shutdown.clone())));
         tokio::spawn(mesh::maintain(
             config,
             sources,
+            options.trust_domain.clone(),
             published,
             stopped(shutdown),
         ));

@@ -1,6 +1,7 @@
 //! The mesh as the translation sees it: the configuration in force and the registry built from
-//! it and from every workload source, versioned together. Rebuilt (off the async threads, since
-//! ServiceEntry DNS names are resolved then) when the configuration or a source changes.
+//! it and from every workload source, versioned together, with the trust domain of its
+//! workloads' identities. Rebuilt (off the async threads, since ServiceEntry DNS names are
+//! resolved then) when the configuration or a source changes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Mesh {
     /// Every workload with an address, by (namespace, name): the files' WorkloadEntries and
     /// Pods, then the sources' (which win).
     pub workloads: BTreeMap<(String, String), Workload>,
+    /// The trust domain of workload identities, which proxies verify their peers against.
+    pub trust_domain: String,
 }
 
 impl Mesh {
@@ -35,6 +38,7 @@ impl Mesh {
         version: u64,
         config: Arc<ConfigSnapshot>,
         sources: &[Arc<dyn WorkloadSource>],
+        trust_domain: &str,
     ) -> Self {
         // Pods with addresses and the sources' workloads also join as the WorkloadEntries they
         // are equivalent to, so Services select them.
@@ -64,6 +68,7 @@ impl Mesh {
             resources,
             registry,
             workloads,
+            trust_domain: trust_domain.to_owned(),
         }
     }
 
@@ -77,6 +82,7 @@ impl Mesh {
 pub async fn maintain(
     mut config: watch::Receiver<Arc<ConfigSnapshot>>,
     sources: Vec<Arc<dyn WorkloadSource>>,
+    trust_domain: String,
     published: watch::Sender<Arc<Mesh>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -105,7 +111,10 @@ pub async fn maintain(
         let snapshot = config.borrow_and_update().clone();
         let version = published.borrow().version + 1;
         let sources = sources.clone();
-        let build = tokio::task::spawn_blocking(move || Mesh::build(version, snapshot, &sources));
+        let trust_domain = trust_domain.clone();
+        let build = tokio::task::spawn_blocking(move || {
+            Mesh::build(version, snapshot, &sources, &trust_domain)
+        });
         match build.await {
             Ok(mesh) => {
                 tracing::debug!(version, config = mesh.config.version, "mesh rebuilt");
@@ -156,7 +165,7 @@ spec: {containers: [{name: reviews, image: reviews}]}
             service_account: None,
         });
         let sources: Vec<Arc<dyn WorkloadSource>> = vec![Arc::new(registered)];
-        let mesh = Mesh::build(1, config, &sources);
+        let mesh = Mesh::build(1, config, &sources, trellis_identity::DEFAULT_TRUST_DOMAIN);
         let pod = mesh
             .workload("default", "reviews-v1-abc")
             .expect("the pod is a workload");

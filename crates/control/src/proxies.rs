@@ -203,19 +203,24 @@ pub fn translate(mesh: &Mesh, identity: &ProxyIdentity) -> Translation {
         Role::Sidecar => trellis_translate::sidecar(
             &mesh.resources,
             &mesh.registry,
-            &sidecar_options(identity, workload),
+            &sidecar_options(mesh, identity, workload),
         ),
         Role::Gateway => gateway(mesh, identity, workload),
     }
 }
 
-fn sidecar_options(identity: &ProxyIdentity, workload: Option<&Workload>) -> SidecarOptions {
+fn sidecar_options(
+    mesh: &Mesh,
+    identity: &ProxyIdentity,
+    workload: Option<&Workload>,
+) -> SidecarOptions {
     SidecarOptions {
         namespace: identity.namespace.clone(),
         labels: workload.map(|w| w.labels.clone()).unwrap_or_default(),
         outbound: identity.outbound,
         address: workload.map(|w| w.address),
         app_ip: identity.app_ip,
+        trust_domain: mesh.trust_domain.clone(),
     }
 }
 
@@ -227,6 +232,7 @@ fn gateway(mesh: &Mesh, identity: &ProxyIdentity, workload: Option<&Workload>) -
             listen_ip: identity.listen_ip,
             namespace: Some(identity.namespace.clone()),
             labels: workload.map(|w| w.labels.clone()),
+            trust_domain: mesh.trust_domain.clone(),
         },
     )
 }
@@ -293,18 +299,21 @@ pub fn configure(mesh: &Mesh, identity: &ProxyIdentity, shared: &Mutex<Shared>) 
             Role::Sidecar => trellis_translate::sidecar_outbound(
                 &mesh.resources,
                 &mesh.registry,
-                &sidecar_options(identity, workload),
+                &sidecar_options(mesh, identity, workload),
             ),
             Role::Gateway => gateway(mesh, identity, workload),
         };
         encode_all(&translation.config)
     });
     let own = match (identity.role, workload) {
-        (Role::Sidecar, Some(workload)) => Some(trellis_translate::sidecar_inbound(
-            &mesh.registry,
-            workload.address,
-            identity.app_ip,
-        )),
+        (Role::Sidecar, Some(workload)) => Some(
+            trellis_translate::sidecar_inbound(
+                &mesh.resources,
+                &mesh.registry,
+                &sidecar_options(mesh, identity, Some(workload)),
+            )
+            .config,
+        ),
         _ => None,
     };
     ProxyConfig {
@@ -429,7 +438,7 @@ spec: {address: 10.0.0.2, labels: {app: reviews}}
             resources: Arc::new(load.loaded.into_iter().map(|l| l.resource).collect()),
             errors: Default::default(),
         });
-        let mesh = Mesh::build(1, config, &[]);
+        let mesh = Mesh::build(1, config, &[], trellis_identity::DEFAULT_TRUST_DOMAIN);
         let shared = Mutex::default();
         let one = configure(
             &mesh,

@@ -186,10 +186,21 @@ pub fn listener(l: wire::Listener) -> Result<config::Listener, DecodeError> {
             detection_timeout: opt_duration(d.detection_timeout, "detect.detection_timeout")?,
         },
     };
+    let mtls = l
+        .mtls
+        .map(|m| match wire::PeerMtls::try_from(m) {
+            Ok(wire::PeerMtls::Strict) => Ok(config::PeerMtls::Strict),
+            Ok(wire::PeerMtls::Permissive) => Ok(config::PeerMtls::Permissive),
+            Ok(wire::PeerMtls::Unspecified) | Err(_) => {
+                Err(DecodeError::new(format!("{m} is not a peer mTLS mode")).within("mtls"))
+            }
+        })
+        .transpose()?;
     Ok(config::Listener {
         name: name(l.name)?,
         address: socket_address(&l.address, "address")?,
         protocol,
+        mtls,
     })
 }
 

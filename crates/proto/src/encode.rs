@@ -53,6 +53,10 @@ pub fn listener(l: &config::Listener) -> wire::Listener {
         name: l.name.clone(),
         address: l.address.to_string(),
         protocol: Some(protocol),
+        mtls: l.mtls.map(|m| match m {
+            config::PeerMtls::Strict => wire::PeerMtls::Strict,
+            config::PeerMtls::Permissive => wire::PeerMtls::Permissive,
+        } as i32),
     }
 }
 
@@ -347,6 +351,7 @@ pub fn cluster(c: &config::Cluster) -> wire::Cluster {
         }),
         health_check: c.health_check.as_ref().map(health_check),
         source: c.source.clone(),
+        tls: c.tls.as_ref().map(upstream_tls),
     }
 }
 
@@ -402,4 +407,28 @@ fn health_check(h: &config::HealthCheck) -> wire::HealthCheck {
         unhealthy_threshold: h.unhealthy_threshold,
         healthy_threshold: h.healthy_threshold,
     }
+}
+
+fn upstream_tls(t: &config::UpstreamTls) -> wire::UpstreamTls {
+    use wire::upstream_tls::Mode;
+    let mode = match t {
+        config::UpstreamTls::Mesh {
+            identities,
+            automatic,
+            sni,
+        } => Mode::Mesh(wire::MeshTls {
+            identities: identities.clone(),
+            automatic: *automatic,
+            sni: sni.clone(),
+        }),
+        config::UpstreamTls::Origination(o) => Mode::Origination(wire::TlsOrigination {
+            ca_certificates: o.ca_certificates.clone(),
+            client_certificate: o.client_certificate.clone(),
+            private_key: o.private_key.clone(),
+            subject_alt_names: o.subject_alt_names.clone(),
+            sni: o.sni.clone(),
+            insecure_skip_verify: o.insecure_skip_verify,
+        }),
+    };
+    wire::UpstreamTls { mode: Some(mode) }
 }

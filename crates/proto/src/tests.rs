@@ -154,6 +154,7 @@ fn every_cluster() -> Vec<Cluster> {
         tcp_keepalive: None,
         health_check: None,
         source: None,
+        tls: None,
     };
     let full = Cluster {
         name: "outbound|9080|v1|reviews.default.svc.cluster.local".into(),
@@ -218,23 +219,60 @@ fn every_cluster() -> Vec<Cluster> {
             healthy_threshold: 2,
         }),
         source: Some("DestinationRule default/reviews".into()),
+        tls: Some(UpstreamTls::Mesh {
+            identities: vec![
+                "spiffe://cluster.local/ns/default/sa/reviews".into(),
+                "spiffe://cluster.local/ns/default/sa/reviews-v2".into(),
+            ],
+            automatic: true,
+            sni: Some("outbound_.9080_.v1_.reviews.default.svc.cluster.local".into()),
+        }),
+    };
+    let mutual = TlsOrigination {
+        ca_certificates: Some("/etc/certs/root.pem".into()),
+        client_certificate: Some("/etc/certs/client.pem".into()),
+        private_key: Some("/etc/certs/client-key.pem".into()),
+        subject_alt_names: vec![
+            "reviews.example.com".into(),
+            "spiffe://example.com/r".into(),
+        ],
+        sni: Some("reviews.example.com".into()),
+        insecure_skip_verify: false,
     };
     let mut others = Vec::new();
-    for (i, (load_balancer, check)) in [
-        (LoadBalancer::LeastRequest, HealthCheckKind::Tcp),
+    for (i, (load_balancer, check, tls)) in [
+        (
+            LoadBalancer::LeastRequest,
+            HealthCheckKind::Tcp,
+            Some(UpstreamTls::Mesh {
+                identities: vec![],
+                automatic: false,
+                sni: None,
+            }),
+        ),
         (
             LoadBalancer::Random,
             HealthCheckKind::Http {
                 path: "/healthz".into(),
             },
+            Some(UpstreamTls::Origination(mutual)),
         ),
-        (LoadBalancer::PeakEwma, HealthCheckKind::Tcp),
+        (
+            LoadBalancer::PeakEwma,
+            HealthCheckKind::Tcp,
+            Some(UpstreamTls::Origination(TlsOrigination::default())),
+        ),
         (
             LoadBalancer::Maglev {
                 key: HashKey::SourceIp,
                 table_size: None,
             },
             HealthCheckKind::Tcp,
+            Some(UpstreamTls::Origination(TlsOrigination {
+                sni: Some("db.example.com".into()),
+                insecure_skip_verify: true,
+                ..TlsOrigination::default()
+            })),
         ),
         (
             LoadBalancer::Maglev {
@@ -242,6 +280,7 @@ fn every_cluster() -> Vec<Cluster> {
                 table_size: Some(65537),
             },
             HealthCheckKind::Tcp,
+            None,
         ),
         (
             LoadBalancer::RingHash {
@@ -249,6 +288,11 @@ fn every_cluster() -> Vec<Cluster> {
                 minimum_ring_size: None,
             },
             HealthCheckKind::Tcp,
+            Some(UpstreamTls::Origination(TlsOrigination {
+                ca_certificates: Some("/etc/certs/root.pem".into()),
+                subject_alt_names: vec!["db.example.com".into()],
+                ..TlsOrigination::default()
+            })),
         ),
     ]
     .into_iter()
@@ -259,6 +303,7 @@ fn every_cluster() -> Vec<Cluster> {
         c.load_balancer = load_balancer;
         c.protocol = UpstreamProtocol::Http2;
         c.health_check.as_mut().unwrap().check = check;
+        c.tls = tls;
         others.push(c);
     }
     [vec![plain, full], others].concat()
@@ -303,13 +348,16 @@ fn every_field_comes_back_as_it_went() {
             detection_timeout: Some(d(100)),
         },
     ] {
-        let listener = Listener {
-            name: "0.0.0.0_8080".into(),
-            address: "0.0.0.0:8080".parse().unwrap(),
-            protocol,
-        };
-        let back = roundtrip(type_url::LISTENER, &encode::listener(&listener));
-        assert_eq!(back, Resource::Listener(listener));
+        for mtls in [None, Some(PeerMtls::Strict), Some(PeerMtls::Permissive)] {
+            let listener = Listener {
+                name: "0.0.0.0_8080".into(),
+                address: "0.0.0.0:8080".parse().unwrap(),
+                protocol: protocol.clone(),
+                mtls,
+            };
+            let back = roundtrip(type_url::LISTENER, &encode::listener(&listener));
+            assert_eq!(back, Resource::Listener(listener));
+        }
     }
 }
 
@@ -435,4 +483,106 @@ fn a_broken_resource_is_refused_naming_the_field() {
             .to_string()
             .contains("not a resource type")
     );
+}
+
+#[test]
+fn broken_tls_is_refused_naming_the_field() {
+    let listener = |mtls| wire::Listener {
+        mtls,
+        ..encode::listener(&Listener {
+            name: "inbound|9080".into(),
+            address: "0.0.0.0:15006".parse().unwrap(),
+            protocol: ListenerProtocol::Tcp {
+                cluster: "inbound|9080".into(),
+            },
+            mtls: Some(PeerMtls::Strict),
+        })
+    };
+    assert_eq!(
+        refused(type_url::LISTENER, &listener(Some(0))),
+        "mtls: 0 is not a peer mTLS mode"
+    );
+    assert_eq!(
+        refused(type_url::LISTENER, &listener(Some(3))),
+        "mtls: 3 is not a peer mTLS mode"
+    );
+
+    use wire::upstream_tls::Mode;
+    // The cluster `every_cluster()[i]` with its TLS changed.
+    let cluster = |i: usize, change: &dyn Fn(&mut Mode)| {
+        let mut c = encode::cluster(&every_cluster()[i]);
+        change(c.tls.as_mut().unwrap().mode.as_mut().unwrap());
+        c
+    };
+    let mesh = |change: &dyn Fn(&mut wire::MeshTls)| {
+        cluster(1, &|mode| match mode {
+            Mode::Mesh(m) => change(m),
+            Mode::Origination(_) => unreachable!(),
+        })
+    };
+    let origination = |change: &dyn Fn(&mut wire::TlsOrigination)| {
+        cluster(3, &|mode| match mode {
+            Mode::Origination(o) => change(o),
+            Mode::Mesh(_) => unreachable!(),
+        })
+    };
+    let mut modeless = encode::cluster(&every_cluster()[1]);
+    modeless.tls.as_mut().unwrap().mode = None;
+    assert_eq!(
+        refused(type_url::CLUSTER, &modeless),
+        "tls.mode: is required"
+    );
+    for (broken, error) in [
+        (
+            mesh(&|m| m.identities[1].clear()),
+            "tls.mesh.identities[1]: is empty",
+        ),
+        (
+            mesh(&|m| m.sni = Some(String::new())),
+            "tls.mesh.sni: is empty",
+        ),
+        (
+            origination(&|o| o.client_certificate = None),
+            "tls.origination.client_certificate: is required with a private_key",
+        ),
+        (
+            origination(&|o| o.private_key = None),
+            "tls.origination.private_key: is required with a client_certificate",
+        ),
+        (
+            origination(&|o| o.ca_certificates = Some(String::new())),
+            "tls.origination.ca_certificates: is empty",
+        ),
+        (
+            origination(&|o| o.private_key = Some(String::new())),
+            "tls.origination.private_key: is empty",
+        ),
+        (
+            origination(&|o| o.subject_alt_names.push(String::new())),
+            "tls.origination.subject_alt_names[2]: is empty",
+        ),
+        (
+            origination(&|o| o.sni = Some(String::new())),
+            "tls.origination.sni: is empty",
+        ),
+        (
+            origination(&|o| {
+                o.client_certificate = None;
+                o.private_key = None;
+                o.insecure_skip_verify = true;
+            }),
+            "tls.origination.ca_certificates: cannot be combined with insecure_skip_verify, \
+             which verifies nothing",
+        ),
+        (
+            origination(&|o| {
+                o.ca_certificates = None;
+                o.insecure_skip_verify = true;
+            }),
+            "tls.origination.subject_alt_names: cannot be combined with insecure_skip_verify, \
+             which verifies nothing",
+        ),
+    ] {
+        assert_eq!(refused(type_url::CLUSTER, &broken), error);
+    }
 }

@@ -95,6 +95,7 @@ fn cross(resources: &[IstioResource]) -> (usize, usize) {
             outbound: "127.0.0.1:15001".parse().unwrap(),
             address: Some(Ipv4Addr::LOCALHOST.into()),
             app_ip: Ipv4Addr::LOCALHOST.into(),
+            trust_domain: trellis_translate::DEFAULT_TRUST_DOMAIN.into(),
         },
     )
     .config;

@@ -37,6 +37,9 @@ pub struct Cluster {
     /// Active health checking: endpoints that fail it leave balancing until they pass again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// TLS to the endpoints; none: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
     /// The resource whose policies shaped the cluster (`DestinationRule default/reviews`), for
     /// `trellis explain`; the proxy does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +147,53 @@ pub struct OutlierDetection {
 impl OutlierDetection {
     /// The longest an ejection lasts, unless the base ejection time is longer (Envoy's default).
     pub const MAX_EJECTION_TIME: std::time::Duration = std::time::Duration::from_secs(300);
+}
+
+/// TLS the proxy originates to a cluster's endpoints (a DestinationRule's `tls`, or the mesh's
+/// automatic mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamTls {
+    /// The mesh's mutual TLS (`ISTIO_MUTUAL`): the proxy's own workload certificate; the peer
+    /// must show one from the mesh's roots whose SPIFFE id is among `identities` (any identity
+    /// of the mesh when the list is empty).
+    Mesh {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        identities: Vec<String>,
+        /// Only to endpoints labelled [`MESH_TLS_LABEL`]`: istio` (they have a sidecar);
+        /// plaintext to the others. Istio's automatic mutual TLS.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automatic: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sni: Option<String>,
+    },
+    /// TLS with credentials from files (`SIMPLE`, or `MUTUAL` with a client certificate).
+    Origination(TlsOrigination),
+}
+
+/// The label (set on workloads that run with a sidecar) that marks an endpoint as able to take
+/// the mesh's mutual TLS.
+pub const MESH_TLS_LABEL: &str = "security.istio.io/tlsMode";
+
+/// `SIMPLE` and `MUTUAL` TLS origination; paths are files on the proxy's host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TlsOrigination {
+    /// PEM certificates to verify the server with; none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// A client certificate chain and its key (PEM), for `MUTUAL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// Names the server's certificate must carry (DNS or URI SANs); empty: the SNI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Accept any server certificate (testing only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// The service behind a cluster, as metrics label it.

@@ -12,6 +12,19 @@ pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
     pub protocol: ListenerProtocol,
+    /// The mesh's mutual TLS on accepted connections (PeerAuthentication); none: plaintext only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<PeerMtls>,
+}
+
+/// What an inbound listener accepts from its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerMtls {
+    /// Only mutual TLS with a certificate from the mesh's roots; plaintext is refused.
+    Strict,
+    /// Mutual TLS or plaintext, told apart by each connection's first bytes.
+    Permissive,
 }
 
 /// What a listener does with an accepted connection.

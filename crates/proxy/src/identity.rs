@@ -14,6 +14,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use trellis_identity::SpiffeId;
 use trellis_proto::ca::IstioCertificateRequest;
+
+use crate::tls::{MeshTls, TlsError};
 use trellis_proto::ca::istio_certificate_service_client::IstioCertificateServiceClient;
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -54,10 +56,11 @@ impl std::fmt::Debug for Certified {
     }
 }
 
-/// The certificate in force, and a signal of each new one.
+/// The certificate in force, the mesh's TLS made from it, and a signal of each new one.
 #[derive(Debug, Default)]
 pub struct Certificates {
     current: ArcSwapOption<Certified>,
+    tls: ArcSwapOption<MeshTls>,
     renewed: watch::Sender<u64>,
 }
 
@@ -71,9 +74,19 @@ impl Certificates {
         self.renewed.subscribe()
     }
 
-    fn store(&self, certified: Certified) {
+    /// The mesh's TLS configurations for the certificate in force; none before the first.
+    pub fn tls(&self) -> Option<Arc<MeshTls>> {
+        self.tls.load_full()
+    }
+
+    /// Puts a certificate in force (handshakes from now on use it); refused, and the one in
+    /// force kept, if TLS cannot be made of it.
+    pub fn store(&self, certified: Certified) -> Result<(), TlsError> {
+        let tls = MeshTls::new(&certified)?;
+        self.tls.store(Some(Arc::new(tls)));
         self.current.store(Some(Arc::new(certified)));
         self.renewed.send_modify(|n| *n += 1);
+        Ok(())
     }
 }
 
@@ -93,9 +106,17 @@ pub async fn run(
             Ok(certified) => {
                 backoff = BACKOFF_MIN;
                 let wait = renew_in(certified.not_after);
-                tracing::info!(%identity, not_after = certified.not_after, renew_in = ?wait, "certificate in force");
-                certificates.store(certified);
-                wait
+                let not_after = certified.not_after;
+                match certificates.store(certified) {
+                    Ok(()) => {
+                        tracing::info!(%identity, not_after, renew_in = ?wait, "certificate in force");
+                        wait
+                    }
+                    Err(error) => {
+                        tracing::error!(%identity, "the CA's certificate cannot be used: {error}");
+                        backoff
+                    }
+                }
             }
             Err(error) => {
                 let wait = backoff;

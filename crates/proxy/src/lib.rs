@@ -28,6 +28,8 @@ pub mod standalone;
 pub mod state;
 pub mod tcp;
 pub mod telemetry;
+pub mod tls;
+pub mod transport;
 pub mod upstream;
 pub mod worker;
 pub mod xds;
@@ -91,15 +93,16 @@ impl Proxy {
         limits: Limits,
     ) -> Arc<Self> {
         let unrouted = metrics.outbound(None, None);
+        let certificates: Arc<identity::Certificates> = Arc::default();
         Arc::new(Self {
-            config: ConfigStore::new(config, metrics.clone()),
+            config: ConfigStore::new(config, metrics.clone(), certificates.clone()),
             connections: Arc::default(),
             metrics,
             access_log,
             limits,
             unrouted,
             on_demand: Arc::default(),
-            certificates: Arc::default(),
+            certificates,
         })
     }
 

@@ -25,6 +25,7 @@ use trellis_proxy_config::ListenerProtocol;
 use crate::Proxy;
 use crate::detect::{self, Prefixed, Protocol};
 use crate::http::Downstream;
+use crate::transport::Io;
 
 /// A client has this long to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -354,7 +355,7 @@ pub async fn serve(
 
 async fn connection(
     proxy: Arc<Proxy>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     listener: &str,
@@ -370,7 +371,37 @@ async fn connection(
     else {
         return; // the listener was removed from the configuration
     };
-    match spec.protocol.clone() {
+    let protocol = spec.protocol.clone();
+    let mtls = spec.mtls;
+    drop(snapshot);
+    let secured = match mtls {
+        None => Secured::plain(stream),
+        Some(mode) => {
+            let timeout = proxy.limits.header_read_timeout;
+            match crate::tls::accept(&proxy, stream, mode, timeout).await {
+                Ok(secured) => secured,
+                Err(error) => {
+                    tracing::debug!(%peer, %listener, "connection refused: {error}");
+                    return;
+                }
+            }
+        }
+    };
+    let Secured {
+        io: mut stream,
+        peer_identity,
+    } = secured;
+    let http = |stream, route_table| {
+        let peer_identity = peer_identity.clone();
+        let connection = HttpConnection {
+            peer,
+            local,
+            route_table,
+            peer_identity,
+        };
+        serve_http(proxy.clone(), stream, connection, builder, drain.clone())
+    };
+    match protocol {
         ListenerProtocol::Http { route_table } => {
             // hyper-util's version sniffing has no timeout of its own: a client that sent
             // nothing, or half the HTTP/2 preface, would otherwise hold its connection forever.
@@ -380,16 +411,7 @@ async fn connection(
                 () = draining(&mut watching) => None,
             };
             let Some(prefix) = first else { return };
-            serve_http(
-                proxy,
-                Prefixed::new(prefix, stream),
-                peer,
-                local,
-                route_table,
-                builder,
-                drain,
-            )
-            .await;
+            http(Prefixed::new(prefix, stream), route_table).await;
         }
         ListenerProtocol::Tcp { cluster } => {
             crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
@@ -406,9 +428,7 @@ async fn connection(
             };
             let stream = Prefixed::new(prefix, stream);
             match (protocol, tcp_cluster) {
-                (Protocol::Http1 | Protocol::Http2, _) => {
-                    serve_http(proxy, stream, peer, local, route_table, builder, drain).await
-                }
+                (Protocol::Http1 | Protocol::Http2, _) => http(stream, route_table).await,
                 (_, Some(cluster)) => {
                     crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
                 }
@@ -418,22 +438,51 @@ async fn connection(
     }
 }
 
+/// An accepted connection after the listener's TLS, if it has any.
+#[derive(Debug)]
+pub struct Secured {
+    pub io: Io,
+    /// The client's SPIFFE id, when it came over the mesh's mutual TLS.
+    pub peer_identity: Option<Arc<str>>,
+}
+
+impl Secured {
+    pub fn plain(stream: TcpStream) -> Self {
+        Self {
+            io: Io::Plain(stream),
+            peer_identity: None,
+        }
+    }
+}
+
+/// Who an HTTP connection is with, and where its requests are routed.
+struct HttpConnection {
+    peer: SocketAddr,
+    local: SocketAddr,
+    route_table: String,
+    peer_identity: Option<Arc<str>>,
+}
+
 /// The first bytes of an HTTP connection, once they are enough to tell what it speaks (garbage
 /// included: hyper answers that with 400); `None` when the client closes or stalls first.
-async fn first_bytes(stream: &mut TcpStream, timeout: Duration) -> Option<bytes::Bytes> {
+async fn first_bytes(stream: &mut Io, timeout: Duration) -> Option<bytes::Bytes> {
     let (_, prefix) = detect::detect(stream, timeout).await.ok()?;
     detect::classify(&prefix).is_some().then_some(prefix)
 }
 
 async fn serve_http(
     proxy: Arc<Proxy>,
-    stream: Prefixed<TcpStream>,
-    peer: SocketAddr,
-    local: SocketAddr,
-    route_table: String,
+    stream: Prefixed<Io>,
+    connection: HttpConnection,
     builder: http2::Builder<TokioExecutor>,
     drain: watch::Receiver<bool>,
 ) {
+    let HttpConnection {
+        peer,
+        local,
+        route_table,
+        peer_identity,
+    } = connection;
     let http2 = detect::classify(stream.prefix()) == Some(Protocol::Http2);
     let limits = proxy.limits;
     let activity = Arc::new(Activity::new());
@@ -444,6 +493,7 @@ async fn serve_http(
         local,
         route_table: Arc::from(route_table),
         activity: activity.clone(),
+        peer_identity,
     });
     if http2 {
         let stream = Watched {

@@ -59,6 +59,7 @@ pub fn load(options: &Options) -> Result<Loaded, Invalid> {
         listen_ip: options.listen_ip,
         namespace: options.namespace.clone(),
         labels: options.labels.clone(),
+        trust_domain: trellis_translate::DEFAULT_TRUST_DOMAIN.to_owned(),
     };
     let translation = trellis_translate::gateway(&resources, &registry, &gateway);
     let mut warnings = registry.warnings().to_vec();

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use trellis_proxy_config::Config;
 
 use crate::fast_map::FastMap;
+use crate::identity::Certificates;
 use crate::rate_limit::TokenBucket;
 use crate::router::Router;
 use crate::telemetry::Metrics;
@@ -44,6 +45,7 @@ impl Snapshot {
         version: u64,
         previous: Option<&Snapshot>,
         metrics: &Metrics,
+        certificates: &Arc<Certificates>,
     ) -> Self {
         let routers = config
             .routes
@@ -76,7 +78,7 @@ impl Snapshot {
                 .filter(|old| old.config == *cluster);
             let runtime = reused
                 .cloned()
-                .unwrap_or_else(|| Arc::new(ClusterRuntime::new(cluster, metrics)));
+                .unwrap_or_else(|| Arc::new(ClusterRuntime::new(cluster, metrics, certificates)));
             clusters.insert(name.clone(), ClusterId(cluster_list.len()));
             cluster_list.push(runtime);
         }
@@ -122,15 +124,18 @@ pub struct ConfigStore {
     writing: Mutex<()>,
     updates: AtomicU64,
     metrics: Arc<Metrics>,
+    /// The proxy's certificate, which clusters using the mesh's TLS connect with.
+    certificates: Arc<Certificates>,
 }
 
 impl ConfigStore {
-    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: Config, metrics: Arc<Metrics>, certificates: Arc<Certificates>) -> Self {
         let store = Self {
             current: PerWorker::default(),
             writing: Mutex::default(),
             updates: AtomicU64::new(0),
             metrics,
+            certificates,
         };
         store.update(config);
         store
@@ -146,7 +151,13 @@ impl ConfigStore {
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let version = self.updates.fetch_add(1, Ordering::Relaxed) + 1;
         let previous = self.load();
-        let next = Snapshot::compile(config, version, Some(&previous), &self.metrics);
+        let next = Snapshot::compile(
+            config,
+            version,
+            Some(&previous),
+            &self.metrics,
+            &self.certificates,
+        );
         for copy in self.current.iter() {
             copy.store(Arc::new(next.clone()));
         }

@@ -79,7 +79,7 @@ pub async fn proxy_tcp<S>(
         proxy.record_tcp(&outcome);
         return;
     };
-    let connected = cluster.connect(index).await;
+    let connected = cluster.connect(index, crate::tls::Alpn::Opaque).await;
     // Outlier detection counts a failed connection as a 503, a made one as a success.
     cluster.report(index, if connected.is_ok() { 200 } else { 503 });
     let mut upstream = match connected {

@@ -9,7 +9,10 @@
 //! `http.http1MaxPendingRequests`, `http.http2MaxRequests`, `http.maxRetries`,
 //! `http.maxRequestsPerConnection`; 0 is no limit, as Istio leaves Envoy's at the maximum);
 //! its `healthcheck.trellis.io/*` annotations set active health checking
-//! ([`crate::health_checks`]).
+//! ([`crate::health_checks`]); its `tls`, or the mesh's automatic mutual TLS when it sets none,
+//! the TLS to the endpoints ([`crate::upstream_tls`]). Endpoints keep their workloads' labels,
+//! among them `security.istio.io/tlsMode`, by which the proxy knows which endpoints take
+//! automatic mutual TLS.
 //! The upstream protocol is HTTP/2 for HTTP2, GRPC and
 //! GRPC-Web ports, the client's protocol with `useClientProtocol`, HTTP/2 with
 //! `h2UpgradePolicy: UPGRADE` on an HTTP port (or one with no declared protocol), else HTTP/1.1.
@@ -34,6 +37,7 @@ use crate::health_checks;
 use crate::load_balancer;
 use crate::outlier;
 use crate::registry::ServicePort;
+use crate::upstream_tls;
 use crate::warnings::Warnings;
 
 /// What a cluster stands for.
@@ -131,6 +135,7 @@ fn cluster(cx: &Scope<'_>, key: &ClusterKey, warnings: &mut Warnings) -> Option<
         source: rules
             .as_ref()
             .map(|r| format!("DestinationRule {}", r.names())),
+        tls: upstream_tls::translate(cx, key, service, policy.tls.as_ref(), warnings),
     })
 }
 

@@ -20,6 +20,8 @@ pub(crate) struct Scope<'a> {
     pub(crate) namespace: &'a str,
     /// The proxy's workload labels, when known.
     pub(crate) labels: Option<&'a Labels>,
+    /// The mesh's trust domain, in the SPIFFE identities of workloads.
+    pub(crate) trust_domain: &'a str,
 }
 
 impl Scope<'_> {

@@ -12,13 +12,14 @@
 //! The policy of a cluster is the rule's `trafficPolicy`, overridden wholesale (load balancer,
 //! connection pool, outlier detection, TLS, set or not) by its `portLevelSettings` entry for the
 //! port; then each field the subset's `trafficPolicy` sets replaces the rule's, and the subset's
-//! own port-level entry replaces those four again. This is Istio's merge.
+//! own port-level entry replaces those four again. This is Istio's merge. What the TLS in force
+//! becomes is [`crate::upstream_tls`]'s concern.
 
 use trellis_api::ObjectMeta;
 use trellis_api::meta::ROOT_NAMESPACE;
 use trellis_api::networking::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRule,
-    LoadBalancerSettings, OutlierDetection, RetryBudget, Subset, TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, DestinationRule, LoadBalancerSettings,
+    OutlierDetection, RetryBudget, Subset, TrafficPolicy,
 };
 use trellis_api::types::labels_match;
 
@@ -175,7 +176,7 @@ pub(crate) struct Policy<'a> {
     pub(crate) connection_pool: Option<Sourced<'a, ConnectionPoolSettings>>,
     pub(crate) outlier_detection: Option<Sourced<'a, OutlierDetection>>,
     pub(crate) retry_budget: Option<Sourced<'a, RetryBudget>>,
-    tls: Option<Sourced<'a, ClientTlsSettings>>,
+    pub(crate) tls: Option<Sourced<'a, ClientTlsSettings>>,
     /// Settings with no counterpart at all: where they were written.
     others: Vec<(&'a ObjectMeta, String)>,
 }
@@ -283,11 +284,6 @@ impl<'a> Policy<'a> {
 
     /// Reports the settings in force that clusters cannot express yet.
     pub(crate) fn warn_unsupported(&self, warnings: &mut Warnings) {
-        if let Some(tls) = &self.tls
-            && tls.value.mode.is_some_and(|m| m != ClientTlsMode::Disable)
-        {
-            tls.unsupported("", warnings);
-        }
         for (rule, path) in &self.others {
             warnings.field("DestinationRule", rule, path, "not supported yet; ignored");
         }

@@ -10,7 +10,7 @@
 //! each reported and skipped: servers that terminate TLS (HTTPS/TLS in SIMPLE, MUTUAL,
 //! OPTIONAL_MUTUAL or ISTIO_MUTUAL mode), AUTO_PASSTHROUGH, UDP, unix-socket binds. A server
 //! whose kind differs from the listener's, or a second TCP server on one address, is reported
-//! and skipped.
+//! and skipped. Listeners take plaintext: PeerAuthentication is for sidecars.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +65,7 @@ pub(crate) fn translate(
         registry,
         namespace: options.namespace.as_deref().unwrap_or(ROOT_NAMESPACE),
         labels: options.labels.as_ref(),
+        trust_domain: &options.trust_domain,
     };
     let mut out = Output::default();
     let mut config = Config::default();
@@ -99,6 +100,7 @@ pub(crate) fn translate(
             name,
             address,
             protocol,
+            mtls: None,
         });
     }
     config.clusters = clusters::build(&cx, &mut out);

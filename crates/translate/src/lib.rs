@@ -30,9 +30,15 @@
 //! - `destinations`, `clusters`, `destination_rules`, `load_balancer`: a cluster per
 //!   (host, port, subset) routes refer to, named `outbound|PORT|SUBSET|HOST`, shaped by the
 //!   DestinationRule Istio would pick. Load balancing defaults to least request, as in Istio.
+//! - `upstream_tls`: the TLS of each cluster, from the DestinationRule's `tls`, else Istio's
+//!   automatic mutual TLS towards services in the mesh, verifying the SPIFFE identities
+//!   (`spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT`) of their workloads.
 //! - `sidecar`: the outbound route table (a virtual host per service port the workload may
 //!   reach, honouring `exportTo` and the `Sidecar` in force, with the VirtualServices bound to
-//!   `mesh`) and the inbound listeners in front of the application.
+//!   `mesh`) and the inbound listeners in front of the application, which take mutual TLS as
+//!   the PeerAuthentications in force say (`peer_authentication`; several at one level: the
+//!   first in namespace/name order stands in for Istio's oldest). Gateways' listeners take
+//!   plaintext.
 //! - The proxy's namespace (`istio-system` unless [`GatewayOptions::namespace`] says otherwise)
 //!   decides what it sees through `exportTo` and where DestinationRules are looked up first.
 
@@ -51,6 +57,7 @@ mod hosts;
 mod load_balancer;
 mod matches;
 mod outlier;
+mod peer_authentication;
 mod rate_limits;
 pub mod registry;
 mod resources;
@@ -59,6 +66,7 @@ mod routes;
 mod rules;
 mod sidecar;
 mod tcp;
+mod upstream_tls;
 mod virtual_hosts;
 mod warnings;
 
@@ -97,15 +105,21 @@ pub struct GatewayOptions {
     /// The gateway workload's labels: the Gateways whose `selector` they satisfy apply (and
     /// `sourceLabels` matches are evaluated against them). `None`: every Gateway applies.
     pub labels: Option<Labels>,
+    /// The mesh's trust domain, in the identities of the workloads the gateway sends to.
+    pub trust_domain: String,
 }
 
+/// The trust domain of a mesh that names none, as in Istio.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
 impl GatewayOptions {
-    /// Every Gateway, listening on `listen_ip`, in `istio-system`.
+    /// Every Gateway, listening on `listen_ip`, in `istio-system`, in the default trust domain.
     pub fn new(listen_ip: IpAddr) -> Self {
         Self {
             listen_ip,
             namespace: None,
             labels: None,
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
         }
     }
 }
@@ -143,10 +157,20 @@ pub fn sidecar_outbound(
     sidecar::outbound(resources, registry, options)
 }
 
-/// A sidecar's inbound side alone: listeners on `address` for the ports the registry says it
-/// serves, each in front of the application at `app_ip`.
-pub fn sidecar_inbound(registry: &Registry, address: IpAddr, app_ip: IpAddr) -> Config {
+/// A sidecar's inbound side alone: listeners on the options' `address` for the ports the
+/// registry says it serves, each in front of the application at `app_ip`, taking mutual TLS as
+/// the PeerAuthentications for the workload's namespace and labels say. Nothing without an
+/// `address`.
+pub fn sidecar_inbound(
+    resources: &[Resource],
+    registry: &Registry,
+    options: &SidecarOptions,
+) -> Translation {
     let mut config = Config::default();
-    sidecar::inbound(registry, address, app_ip, &mut config);
-    config
+    let mut warnings = warnings::Warnings::default();
+    sidecar::inbound(resources, registry, options, &mut config, &mut warnings);
+    Translation {
+        config,
+        warnings: warnings.into_vec(),
+    }
 }

@@ -21,8 +21,17 @@
 //!   they are all a Service selects). An `ExternalName` Service resolves its external name.
 //!   A Service without a selector has hand-made EndpointSlices, which are not read.
 //!
-//! Not used: ServiceEntry `addresses`, `location`, `subjectAltNames`; WorkloadEntry `network`,
-//! `locality` and `serviceAccount`; endpoints on unix domain sockets (reported); WorkloadGroups.
+//! Who is behind an endpoint, for the mesh's mutual TLS: the namespace and service account of
+//! its workload (a WorkloadEntry's `serviceAccount`, or a ServiceEntry endpoint's; `default`
+//! when it names none, as Kubernetes gives every pod one), from which translation makes the
+//! SPIFFE identities a client verifies. Addresses that are no workload (a resolved host name, an
+//! `ExternalName`) have no service account. Whether a service is in the mesh: Kubernetes
+//! Services are, except `ExternalName` ones (as in Istio); ServiceEntries by their `location`,
+//! `MESH_EXTERNAL` unless they say otherwise. A ServiceEntry's `subjectAltNames` are kept as
+//! further identities of its service.
+//!
+//! Not used: ServiceEntry `addresses`; WorkloadEntry `network` and `locality`; endpoints on unix
+//! domain sockets (reported); WorkloadGroups.
 //! One service per host: Kubernetes Services first, then ServiceEntries, each in namespace/name
 //! order; a later definition of a host already defined is reported and ignored.
 
@@ -66,6 +75,12 @@ pub struct Service {
     pub endpoints: Vec<ServiceEndpoint>,
     /// The namespaces that see the service; `*` is every namespace, an empty set none.
     pub visible_to: BTreeSet<String>,
+    /// Outside the mesh (a ServiceEntry's `location: MESH_EXTERNAL`, an `ExternalName`
+    /// Service): its endpoints have no sidecar, so no automatic mutual TLS.
+    pub mesh_external: bool,
+    /// Identities the service's endpoints may present besides their workloads' (a
+    /// ServiceEntry's `subjectAltNames`).
+    pub subject_alt_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +101,17 @@ pub struct ServiceEndpoint {
     pub labels: Labels,
     /// Relative share of traffic, at least 1.
     pub weight: u32,
+    /// The namespace of the workload behind the address (the ServiceEntry's for its own
+    /// endpoints).
+    pub namespace: String,
+    /// The workload's service account, its identity in the mesh
+    /// (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`); `None` when the address
+    /// is no workload (a resolved host name).
+    pub service_account: Option<String>,
 }
+
+/// The service account of a workload that names none, as Kubernetes gives every pod.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 impl Service {
     pub fn port(&self, number: u16) -> Option<&ServicePort> {
@@ -268,12 +293,38 @@ fn endpoint_addresses(
     }
 }
 
-/// One endpoint per address, with the same ports, labels and weight.
+/// Who is behind an endpoint: its workload's namespace and service account.
+#[derive(Debug, Clone, Copy)]
+struct Owner<'a> {
+    namespace: &'a str,
+    service_account: Option<&'a str>,
+}
+
+impl<'a> Owner<'a> {
+    /// A workload of `namespace` with the service account it names, else the default one.
+    fn workload(namespace: &'a str, service_account: Option<&'a str>) -> Self {
+        Self {
+            namespace,
+            service_account: Some(service_account.unwrap_or(DEFAULT_SERVICE_ACCOUNT)),
+        }
+    }
+
+    /// An address that is no workload (a resolved host name), named in `namespace`.
+    fn none(namespace: &'a str) -> Self {
+        Self {
+            namespace,
+            service_account: None,
+        }
+    }
+}
+
+/// One endpoint per address, with the same ports, labels, weight and owner.
 fn endpoints_at(
     addresses: Vec<IpAddr>,
     ports: &BTreeMap<u16, u16>,
     labels: &Labels,
     weight: Option<u32>,
+    owner: Owner<'_>,
 ) -> Vec<ServiceEndpoint> {
     addresses
         .into_iter()
@@ -282,6 +333,8 @@ fn endpoints_at(
             ports: ports.clone(),
             labels: labels.clone(),
             weight: weight.unwrap_or(1).max(1),
+            namespace: owner.namespace.to_owned(),
+            service_account: owner.service_account.map(str::to_owned),
         })
         .collect()
 }

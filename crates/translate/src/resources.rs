@@ -7,6 +7,7 @@ use trellis_api::ObjectMeta;
 use trellis_api::Resource;
 use trellis_api::networking::{DestinationRule, Gateway, VirtualService};
 use trellis_api::resource::KindSpec;
+use trellis_api::security::PeerAuthentication;
 
 /// One resource of a kind: its metadata and spec.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ pub(crate) struct Index<'a> {
     pub(crate) gateways: Vec<Named<'a, Gateway>>,
     pub(crate) virtual_services: Vec<Named<'a, VirtualService>>,
     pub(crate) destination_rules: Vec<Named<'a, DestinationRule>>,
+    pub(crate) peer_authentications: Vec<Named<'a, PeerAuthentication>>,
 }
 
 impl<'a> Index<'a> {
@@ -52,6 +54,7 @@ impl<'a> Index<'a> {
             gateways: of_kind(resources),
             virtual_services: of_kind(resources),
             destination_rules: of_kind(resources),
+            peer_authentications: of_kind(resources),
         }
     }
 

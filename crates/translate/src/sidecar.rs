@@ -19,7 +19,13 @@
 //! workload's address and that port: HTTP ports through a route table forwarding every request
 //! to the cluster `inbound|PORT||`, other ports as TCP to it; the cluster's one endpoint is the
 //! application on `app_ip` and the port. Inbound requests are not retried (the caller's sidecar
-//! retries).
+//! retries). Each listener takes the mesh's mutual TLS as the PeerAuthentications for the
+//! workload's namespace and labels say for its port ([`crate::peer_authentication`]): `STRICT`
+//! only mutual TLS, `PERMISSIVE` (the default) mutual TLS or plaintext, `DISABLE` plaintext.
+//!
+//! Outbound clusters carry TLS as [`crate::upstream_tls`] says: automatic mutual TLS towards
+//! the mesh's services unless a DestinationRule sets `tls`, verifying identities in the options'
+//! trust domain.
 //!
 //! Not used yet, and reported: a Sidecar's `ingress`, egress `port`, `bind` and
 //! `captureMode`, `outboundTrafficPolicy` and `inboundConnectionPool`; TCP services outbound
@@ -30,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use trellis_api::meta::ROOT_NAMESPACE;
 use trellis_api::networking::{MESH_GATEWAY, Sidecar};
+use trellis_api::security::PeerAuthentication;
 use trellis_api::types::{Labels, Protocol, labels_match};
 use trellis_proxy_config::{
     Action, Cluster, Config, Endpoint, Forward, Listener, ListenerProtocol, LoadBalancer,
@@ -40,6 +47,7 @@ use crate::clusters::{self, ClusterKey};
 use crate::context::{Output, Scope};
 use crate::hosts::{covers, exported_to, to_fqdn};
 use crate::matches::At;
+use crate::peer_authentication::PeerModes;
 use crate::registry::Service;
 use crate::resources::{Index, Named, of_kind};
 use crate::warnings::Warnings;
@@ -51,10 +59,11 @@ pub const OUTBOUND: &str = "outbound";
 /// Who the sidecar's workload is, and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarOptions {
-    /// The workload's namespace: what it sees, and where its DestinationRules and Sidecar are
-    /// looked up first.
+    /// The workload's namespace: what it sees, where its DestinationRules and Sidecar are
+    /// looked up first, and whose PeerAuthentications apply to it.
     pub namespace: String,
-    /// The workload's labels: for `sourceLabels` matches and Sidecar selectors.
+    /// The workload's labels: for `sourceLabels` matches and Sidecar and PeerAuthentication
+    /// selectors.
     pub labels: Labels,
     /// Where the outbound listener listens.
     pub outbound: SocketAddr,
@@ -63,6 +72,9 @@ pub struct SidecarOptions {
     pub address: Option<IpAddr>,
     /// Where the application listens, on each of its ports.
     pub app_ip: IpAddr,
+    /// The mesh's trust domain, in the identities of the workloads the sidecar sends to
+    /// (Istio's default is [`DEFAULT_TRUST_DOMAIN`](crate::DEFAULT_TRUST_DOMAIN)).
+    pub trust_domain: String,
 }
 
 pub(crate) fn translate(
@@ -71,9 +83,15 @@ pub(crate) fn translate(
     options: &SidecarOptions,
 ) -> Translation {
     let mut translation = outbound(resources, registry, options);
-    if let Some(address) = options.address {
-        inbound(registry, address, options.app_ip, &mut translation.config);
-    }
+    let mut warnings = Warnings::default();
+    inbound(
+        resources,
+        registry,
+        options,
+        &mut translation.config,
+        &mut warnings,
+    );
+    translation.warnings.extend(warnings.into_vec());
     translation
 }
 
@@ -89,6 +107,7 @@ pub(crate) fn outbound(
         registry,
         namespace: &options.namespace,
         labels: Some(&options.labels),
+        trust_domain: &options.trust_domain,
     };
     let mut out = Output::default();
     let egress = Egress::in_force(resources, options, &mut out.warnings);
@@ -103,6 +122,7 @@ pub(crate) fn outbound(
             tcp_cluster: None,
             detection_timeout: None,
         },
+        mtls: None,
     });
     config.clusters = clusters::build(&cx, &mut out);
     Translation {
@@ -313,13 +333,20 @@ fn everything_to(cluster: String, retry: Option<RetryPolicy>) -> Route {
     }
 }
 
-/// The workload's own ports: a listener each, in front of the application.
+/// The workload's own ports (at the options' `address`, if any): a listener each, in front of
+/// the application.
 pub(crate) fn inbound(
+    resources: &[trellis_api::Resource],
     registry: &crate::Registry,
-    address: IpAddr,
-    app_ip: IpAddr,
+    options: &SidecarOptions,
     config: &mut Config,
+    warnings: &mut Warnings,
 ) {
+    let Some(address) = options.address else {
+        return;
+    };
+    let policies: Vec<Named<'_, PeerAuthentication>> = of_kind(resources);
+    let peers = PeerModes::for_workload(&policies, &options.namespace, &options.labels, warnings);
     // Target port -> (is HTTP, the first service serving it).
     let mut ports: BTreeMap<u16, (bool, &Service)> = BTreeMap::new();
     for service in registry.services() {
@@ -365,13 +392,14 @@ pub(crate) fn inbound(
             name,
             address: SocketAddr::new(address, target),
             protocol,
+            mtls: peers.listener(target),
         });
         config.clusters.insert(
             cluster.clone(),
             Cluster {
                 name: cluster,
                 load_balancer: LoadBalancer::RoundRobin,
-                endpoints: vec![Endpoint::new(SocketAddr::new(app_ip, target))],
+                endpoints: vec![Endpoint::new(SocketAddr::new(options.app_ip, target))],
                 protocol: if http {
                     UpstreamProtocol::SameAsDownstream
                 } else {
@@ -390,6 +418,7 @@ pub(crate) fn inbound(
                 tcp_keepalive: None,
                 health_check: None,
                 source: None,
+                tls: None,
             },
         );
     }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use trellis_api::types::StringMatch;
 use trellis_proxy_config::{
     Action, Cluster, Endpoint, Forward, Listener, ListenerProtocol, LoadBalancer, RetryPolicy,
-    Route, RouteMatch, RouteTable, ServiceRef, UpstreamProtocol, VirtualHost, WeightedCluster,
+    Route, RouteMatch, RouteTable, ServiceRef, UpstreamProtocol, UpstreamTls, VirtualHost,
+    WeightedCluster,
 };
 
 use crate::testing::{load, no_dns, reference_dir};
@@ -56,6 +57,7 @@ fn bookinfo_gateway() {
             protocol: ListenerProtocol::Http {
                 route_table: "http.8080".into()
             },
+            mtls: None,
         }]
     );
 
@@ -122,6 +124,13 @@ fn bookinfo_gateway() {
         tcp_keepalive: None,
         health_check: None,
         source: None,
+        // A MESH_INTERNAL service: automatic mutual TLS, to the identity of its endpoint (which
+        // names no service account: `default`).
+        tls: Some(UpstreamTls::Mesh {
+            identities: vec!["spiffe://cluster.local/ns/default/sa/default".into()],
+            automatic: true,
+            sni: Some(format!("outbound_.9080_._.{PRODUCTPAGE_HOST}")),
+        }),
     };
     assert_eq!(config.clusters, BTreeMap::from([(cluster_name, cluster)]));
     assert!(config.dangling_references().is_empty());

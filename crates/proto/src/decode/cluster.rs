@@ -62,6 +62,7 @@ pub fn cluster(c: wire::Cluster) -> Result<config::Cluster, DecodeError> {
             .map(health_check)
             .transpose()
             .within("health_check")?,
+        tls: c.tls.map(upstream_tls).transpose().within("tls")?,
         source: c.source,
     })
 }
@@ -171,4 +172,65 @@ fn health_check(h: wire::HealthCheck) -> Result<config::HealthCheck, DecodeError
         unhealthy_threshold: threshold(h.unhealthy_threshold, "unhealthy_threshold")?,
         healthy_threshold: threshold(h.healthy_threshold, "healthy_threshold")?,
     })
+}
+
+fn upstream_tls(t: wire::UpstreamTls) -> Result<config::UpstreamTls, DecodeError> {
+    use wire::upstream_tls::Mode;
+    Ok(match required(t.mode, "mode")? {
+        Mode::Mesh(m) => config::UpstreamTls::Mesh {
+            identities: each(m.identities, "mesh.identities", not_empty)?,
+            automatic: m.automatic,
+            sni: opt_not_empty(m.sni, "mesh.sni")?,
+        },
+        Mode::Origination(o) => {
+            config::UpstreamTls::Origination(tls_origination(o).within("origination")?)
+        }
+    })
+}
+
+fn tls_origination(o: wire::TlsOrigination) -> Result<config::TlsOrigination, DecodeError> {
+    match (&o.client_certificate, &o.private_key) {
+        (Some(_), None) => {
+            return Err(
+                DecodeError::new("is required with a client_certificate").within("private_key")
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                DecodeError::new("is required with a private_key").within("client_certificate")
+            );
+        }
+        _ => {}
+    }
+    if o.insecure_skip_verify {
+        let ignored = [
+            ("ca_certificates", o.ca_certificates.is_some()),
+            ("subject_alt_names", !o.subject_alt_names.is_empty()),
+        ];
+        if let Some((field, _)) = ignored.iter().find(|(_, set)| *set) {
+            return Err(DecodeError::new(
+                "cannot be combined with insecure_skip_verify, which verifies nothing",
+            )
+            .within(field));
+        }
+    }
+    Ok(config::TlsOrigination {
+        ca_certificates: opt_not_empty(o.ca_certificates, "ca_certificates")?,
+        client_certificate: opt_not_empty(o.client_certificate, "client_certificate")?,
+        private_key: opt_not_empty(o.private_key, "private_key")?,
+        subject_alt_names: each(o.subject_alt_names, "subject_alt_names", not_empty)?,
+        sni: opt_not_empty(o.sni, "sni")?,
+        insecure_skip_verify: o.insecure_skip_verify,
+    })
+}
+
+fn not_empty(value: String) -> Result<String, DecodeError> {
+    match value.is_empty() {
+        true => Err(DecodeError::new("is empty")),
+        false => Ok(value),
+    }
+}
+
+fn opt_not_empty(value: Option<String>, field: &str) -> Result<Option<String>, DecodeError> {
+    value.map(not_empty).transpose().within(field)
 }

@@ -26,8 +26,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 use crate::body::{Body, BoxError};
@@ -37,6 +35,7 @@ use crate::h1::{
     read_chunked, write_field,
 };
 use crate::http::Downstream;
+use crate::transport::{Io, ReadHalf, WriteHalf};
 
 /// Response bytes gathered before they are written, even when the body has more ready.
 const WRITE_HIGH: usize = 64 * 1024;
@@ -48,7 +47,7 @@ const REQUEST_MAP_CAPACITY: usize = 16;
 /// one.
 #[derive(Debug)]
 struct ReadSide {
-    io: OwnedReadHalf,
+    io: ReadHalf,
     buffer: BytesMut,
 }
 
@@ -63,11 +62,7 @@ impl ReadSide {
 /// Serves HTTP/1.1 on `io` (whose first bytes, read to tell the protocol, are `prefix`) until
 /// the client closes, a response ends the connection, or the connection is asked to close
 /// (see [`crate::listener::Activity::close`]).
-pub(crate) async fn serve(
-    downstream: Arc<Downstream>,
-    io: TcpStream,
-    prefix: Bytes,
-) -> io::Result<()> {
+pub(crate) async fn serve(downstream: Arc<Downstream>, io: Io, prefix: Bytes) -> io::Result<()> {
     let (read, mut write) = io.into_split();
     let mut buffer = BytesMut::with_capacity(READ_SIZE.max(prefix.len()));
     buffer.extend_from_slice(&prefix);
@@ -157,10 +152,8 @@ pub(crate) async fn serve(
             let Some(side) = side.take() else {
                 return Ok(()); // the upgrade request had a body still unread: no tunnel
             };
-            let io = side
-                .io
-                .reunite(write)
-                .map_err(|_| io::Error::other("the halves of one socket did not match"))?;
+            let io = crate::transport::reunite(side.io, write)
+                .ok_or_else(|| io::Error::other("the halves of one connection did not match"))?;
             let _ = sender.send(Prefixed::new(side.buffer.freeze(), io));
             return Ok(());
         }
@@ -380,7 +373,7 @@ fn parse_head(
 }
 
 /// Writes the answer to a refused head and ends the connection.
-async fn refuse(write: &mut OwnedWriteHalf, out: &mut Vec<u8>, refused: Refused) -> io::Result<()> {
+async fn refuse(write: &mut WriteHalf, out: &mut Vec<u8>, refused: Refused) -> io::Result<()> {
     let status = match refused {
         Refused::Io(error) => return Err(error),
         Refused::Invalid(reason) => {
@@ -526,7 +519,7 @@ enum Step {
 /// the body has nothing more ready, or enough has gathered. Returns whether the response was
 /// written whole, so that the connection can carry another.
 async fn write_body(
-    write: &mut OwnedWriteHalf,
+    write: &mut WriteHalf,
     out: &mut Vec<u8>,
     mut body: Body,
     framing: ResponseFraming,
@@ -586,8 +579,10 @@ async fn write_body(
 }
 
 /// Writes what `out` gathered and empties it.
-async fn flush(write: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush(write: &mut WriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
     write.write_all(out).await?;
+    // A socket sends as it is written; TLS may hold the end of a record until flushed.
+    write.flush().await?;
     out.clear();
     Ok(())
 }
@@ -651,15 +646,9 @@ impl RequestBody {
             self.continue_due = None;
             return Poll::Ready(Ok(()));
         }
-        let socket: &TcpStream = side.io.as_ref();
         let mut written = written;
         while written < CONTINUE.len() {
-            ready!(socket.poll_write_ready(cx))?;
-            match socket.try_write(&CONTINUE[written..]) {
-                Ok(n) => written += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Poll::Ready(Err(error)),
-            }
+            written += ready!(side.io.poll_write_through(cx, &CONTINUE[written..]))?;
             self.continue_due = Some(written);
         }
         self.continue_due = None;
@@ -772,7 +761,7 @@ impl OnUpgrade {
 
 /// A client connection after `101 Switching Protocols`: the bytes read past the request head
 /// come first, then the socket's own.
-pub type Upgraded = Prefixed<TcpStream>;
+pub type Upgraded = Prefixed<Io>;
 
 /// The `date` field's value, formatted once a second per worker thread.
 mod date {

@@ -47,6 +47,8 @@ pub struct Downstream {
     pub peer_value: http::HeaderValue,
     /// Requests in progress on the connection, for its idle timeout.
     pub activity: Arc<crate::listener::Activity>,
+    /// The client's SPIFFE id, when it came over the mesh's mutual TLS.
+    pub peer_identity: Option<Arc<str>>,
 }
 
 /// Handles one request.

@@ -25,7 +25,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::limits::Slot;
 use super::pool::{Outgoing, WorkerConnections};
@@ -34,6 +33,7 @@ use crate::h1::{
     Chunk, MAX_HEAD_BYTES, MAX_HEADERS, READ_SIZE, encode_end, encode_frame, ends_in_chunked,
     invalid, read_chunked, write_field,
 };
+use crate::transport::Io;
 
 /// A request body of known size up to this many bytes goes out in the same send as its head.
 const INLINE_BODY: u64 = 16 * 1024;
@@ -43,7 +43,7 @@ const RESPONSE_MAP_CAPACITY: usize = 16;
 /// An open connection to an endpoint, between requests or carrying one.
 #[derive(Debug)]
 pub(super) struct Connection {
-    io: TcpStream,
+    io: Io,
     /// Bytes read and not yet taken.
     read: BytesMut,
     /// Outgoing bytes: a request head, a body's framing.
@@ -71,7 +71,7 @@ pub(super) struct Failed {
 }
 
 impl Connection {
-    pub(super) fn new(io: TcpStream, slot: Option<Slot>) -> Self {
+    pub(super) fn new(io: Io, slot: Option<Slot>) -> Self {
         Self {
             io,
             read: BytesMut::new(),
@@ -102,8 +102,7 @@ impl Connection {
         if !self.read.is_empty() {
             return true;
         }
-        let mut probe = [0u8; 1];
-        !matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.io.is_closed()
     }
 
     /// Sends `request` and reads the response head. The response body hands the connection
@@ -167,6 +166,8 @@ impl Connection {
                 .await
                 .map_err(failed)?;
         }
+        // A socket sends as it is written; TLS may hold the end of a record until flushed.
+        self.io.flush().await.map_err(failed)?;
         if !upload.finished {
             upload.body = Some(body);
         }
@@ -304,7 +305,7 @@ impl Upload {
     fn poll_progress(
         &mut self,
         cx: &mut Context<'_>,
-        io: &mut TcpStream,
+        io: &mut Io,
         out: &mut Vec<u8>,
     ) -> io::Result<()> {
         if self.finished || self.failed {
@@ -329,7 +330,7 @@ impl Upload {
     fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
-        io: &mut TcpStream,
+        io: &mut Io,
         out: &mut Vec<u8>,
     ) -> Poll<Result<(), Broken>> {
         loop {
@@ -342,6 +343,7 @@ impl Upload {
                 }
                 self.pending -= n;
             }
+            ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(Broken::Write)?;
             out.clear();
             if self.finished {
                 return Poll::Ready(Ok(()));
@@ -396,7 +398,7 @@ enum Framing {
 /// Reads until a final response head is complete (interim 1xx responses are skipped).
 fn poll_head(
     cx: &mut Context<'_>,
-    io: &mut TcpStream,
+    io: &mut Io,
     read: &mut BytesMut,
     head_only: bool,
 ) -> Poll<io::Result<Head>> {
@@ -419,11 +421,7 @@ fn poll_head(
 }
 
 /// Reads what the socket has into `read`.
-fn poll_read(
-    cx: &mut Context<'_>,
-    io: &mut TcpStream,
-    read: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
+fn poll_read(cx: &mut Context<'_>, io: &mut Io, read: &mut BytesMut) -> Poll<io::Result<usize>> {
     read.reserve(READ_SIZE);
     pin!(io.read_buf(read)).poll(cx)
 }
@@ -712,10 +710,12 @@ impl Drop for ResponseBody {
 mod tests {
     use super::*;
     use crate::upstream::EndpointPool;
+    use crate::upstream::secure::Security;
     use http::Request;
     use http_body_util::BodyExt;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+    use tokio::net::TcpStream;
 
     fn head(bytes: &[u8], head_only: bool) -> io::Result<Option<Head>> {
         parse_head(&mut BytesMut::from(bytes), head_only)
@@ -926,8 +926,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         ])
         .await;
-        let pool = EndpointPool::new(address, None, None, None);
-        let mut connection = Connection::new(TcpStream::connect(address).await.unwrap(), None);
+        let pool = EndpointPool::new(address, None, None, None, Security::Plain);
+        let mut connection =
+            Connection::new(Io::Plain(TcpStream::connect(address).await.unwrap()), None);
         for (body, expected) in [("first", &b"hello"[..]), ("", b"abc")] {
             let head = parts(Method::POST, "/upload", &[("host", "svc")]);
             let request = outgoing(&head, crate::body::full(body));
@@ -953,8 +954,9 @@ mod tests {
             b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
         ])
         .await;
-        let pool = EndpointPool::new(address, None, None, None);
-        let connection = Connection::new(TcpStream::connect(address).await.unwrap(), None);
+        let pool = EndpointPool::new(address, None, None, None, Security::Plain);
+        let connection =
+            Connection::new(Io::Plain(TcpStream::connect(address).await.unwrap()), None);
         let (feed, body) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
         let mut body = body;
         let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {

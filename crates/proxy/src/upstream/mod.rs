@@ -9,11 +9,12 @@ mod http1;
 mod limits;
 mod outlier;
 mod pool;
+pub mod secure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use trellis_proxy_config::{Cluster, UpstreamProtocol};
+use trellis_proxy_config::{Cluster, UpstreamProtocol, UpstreamTls};
 
 pub use health::Health;
 pub use limits::{Limits, Overflow, Slot};
@@ -23,8 +24,12 @@ pub use pool::{
 };
 
 use crate::balance::{self, Balancer, EndpointState};
+use crate::identity::Certificates;
 use crate::telemetry::{EdgeMetrics, Metrics};
+use crate::tls::Alpn;
+use crate::transport::Io;
 use crate::worker::PerWorker;
+use secure::{Origination, Security};
 
 /// One cluster, ready to take requests.
 #[derive(Debug)]
@@ -125,9 +130,13 @@ impl ClusterStats {
 }
 
 impl ClusterRuntime {
-    pub fn new(config: &Cluster, metrics: &Metrics) -> Self {
+    pub fn new(config: &Cluster, metrics: &Metrics, certificates: &Arc<Certificates>) -> Self {
         let connect_timeout = config.connect_timeout.map(|d| d.as_std());
         let idle_timeout = config.idle_timeout.map(|d| d.as_std());
+        let origination = match &config.tls {
+            Some(UpstreamTls::Origination(tls)) => Some(Origination::new(tls, &config.name)),
+            _ => None,
+        };
         Self {
             endpoints: config.endpoints.iter().map(EndpointState::new).collect(),
             pools: config
@@ -139,6 +148,7 @@ impl ClusterRuntime {
                         connect_timeout,
                         idle_timeout,
                         config.tcp_keepalive.as_ref(),
+                        Security::of(config, e, certificates, origination.as_ref()),
                     )
                 })
                 .collect(),
@@ -167,10 +177,10 @@ impl ClusterRuntime {
         )
     }
 
-    /// A fresh TCP connection to endpoint `index`, within the cluster's connect timeout (for the
-    /// TCP proxy and upgrades, which do not use the pools).
-    pub async fn connect(&self, index: usize) -> Result<tokio::net::TcpStream, SendError> {
-        self.pools[index].connect_stream().await
+    /// A fresh connection to endpoint `index` that will speak `alpn`, within the cluster's
+    /// connect timeout (for the TCP proxy and upgrades, which do not use the pools).
+    pub async fn connect(&self, index: usize, alpn: Alpn) -> Result<Io, SendError> {
+        self.pools[index].connect_stream(alpn).await
     }
 
     /// An endpoint for the next request, skipping those in `avoid` when others exist, and

@@ -19,7 +19,10 @@ use tokio::net::TcpStream;
 
 use super::http1;
 use super::limits::{Limits, Overflow, Slot};
+use super::secure::Security;
 use crate::body::{Body, BoxError};
+use crate::tls::Alpn;
+use crate::transport::Io;
 use crate::worker::PerWorker;
 
 /// Idle HTTP/1.1 connections kept per endpoint, at most.
@@ -41,6 +44,11 @@ pub enum SendError {
     ConnectTimeout {
         address: SocketAddr,
         timeout: Duration,
+    },
+    #[error("securing the connection to {address} failed: {source}")]
+    Tls {
+        address: SocketAddr,
+        source: super::secure::SecureError,
     },
     #[error("HTTP handshake with {address} failed: {source}")]
     Handshake {
@@ -64,7 +72,10 @@ impl SendError {
     pub fn is_connect_failure(&self) -> bool {
         matches!(
             self,
-            Self::Connect { .. } | Self::ConnectTimeout { .. } | Self::Handshake { .. }
+            Self::Connect { .. }
+                | Self::ConnectTimeout { .. }
+                | Self::Tls { .. }
+                | Self::Handshake { .. }
         )
     }
 }
@@ -124,6 +135,8 @@ pub struct EndpointPool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     keepalive: Option<socket2::TcpKeepalive>,
+    /// Plaintext, or the TLS the cluster originates to this endpoint.
+    security: Security,
     workers: PerWorker<Arc<WorkerConnections>>,
 }
 
@@ -178,9 +191,11 @@ impl EndpointPool {
         connect_timeout: Option<Duration>,
         idle_timeout: Option<Duration>,
         keepalive: Option<&trellis_proxy_config::TcpKeepalive>,
+        security: Security,
     ) -> Arc<Self> {
         Arc::new(Self {
             address,
+            security,
             connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             keepalive: keepalive.map(|k| {
@@ -330,12 +345,22 @@ impl EndpointPool {
         })
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
-        Ok(TokioIo::new(self.connect_stream().await?))
+    /// A new connection to the endpoint that will speak `alpn`: TCP within the connect timeout,
+    /// with `TCP_NODELAY`, secured as the cluster says.
+    pub async fn connect_stream(&self, alpn: Alpn) -> Result<Io, SendError> {
+        let stream = self.connect_tcp().await?;
+        let (io, _peer_identity) = self
+            .security
+            .connect(stream, alpn)
+            .await
+            .map_err(|source| SendError::Tls {
+                address: self.address,
+                source,
+            })?;
+        Ok(io)
     }
 
-    /// A new TCP connection to the endpoint, within the connect timeout, with `TCP_NODELAY`.
-    pub async fn connect_stream(&self) -> Result<TcpStream, SendError> {
+    async fn connect_tcp(&self) -> Result<TcpStream, SendError> {
         let address = self.address;
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
@@ -358,7 +383,10 @@ impl EndpointPool {
     }
 
     async fn connect_http1(&self, slot: Option<Slot>) -> Result<http1::Connection, SendError> {
-        Ok(http1::Connection::new(self.connect_stream().await?, slot))
+        Ok(http1::Connection::new(
+            self.connect_stream(Alpn::Http1).await?,
+            slot,
+        ))
     }
 
     fn handshake_failed(&self, source: hyper::Error) -> SendError {
@@ -419,7 +447,7 @@ impl EndpointPool {
     }
 
     async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, SendError> {
-        let io = self.connect().await?;
+        let io = TokioIo::new(self.connect_stream(Alpn::Http2).await?);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await

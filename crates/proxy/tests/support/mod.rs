@@ -160,6 +160,7 @@ pub fn listener_config(
             name: "test".into(),
             address: "127.0.0.1:0".parse().unwrap(),
             protocol,
+            mtls: None,
         }],
         routes: BTreeMap::from([(
             "routes".to_owned(),
@@ -192,6 +193,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], load_balancer: LoadBalancer
         tcp_keepalive: None,
         health_check: None,
         source: None,
+        tls: None,
     }
 }
 

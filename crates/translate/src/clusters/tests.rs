@@ -205,7 +205,6 @@ spec:
   trafficPolicy:
     connectionPool: {tcp: {maxConnectionDuration: 1h}, http: {maxConcurrentStreams: 5, useClientProtocol: true}}
     outlierDetection: {consecutive5xxErrors: 3, splitExternalLocalOriginErrors: true}
-    tls: {mode: SIMPLE}
 "#,
     );
     assert_eq!(
@@ -216,7 +215,6 @@ spec:
         "connectionPool.tcp.maxConnectionDuration",
         "connectionPool.http.maxConcurrentStreams",
         "outlierDetection.splitExternalLocalOriginErrors",
-        "tls",
     ] {
         assert_warned(
             &t,

@@ -35,6 +35,7 @@ fn listeners(t: &crate::Translation) -> Vec<(String, SocketAddr, ListenerProtoco
                  name,
                  address,
                  protocol,
+                 ..
              }| (name.clone(), *address, protocol.clone()),
         )
         .collect()

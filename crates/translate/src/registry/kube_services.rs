@@ -1,5 +1,6 @@
 //! Kubernetes Services into registry services: endpoints from the WorkloadEntries their selector
-//! matches, or from the external name of an `ExternalName` Service.
+//! matches, or from the external name of an `ExternalName` Service (which Istio counts as
+//! outside the mesh).
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,7 @@ use trellis_api::analyze::CLUSTER_DOMAIN;
 use trellis_api::kube::{ServiceSpec, ServiceType, TargetPort};
 
 use super::{
-    PortTarget, Registry, Resolve, Service, ServiceEndpoint, ServicePort, Workloads,
+    Owner, PortTarget, Registry, Resolve, Service, ServiceEndpoint, ServicePort, Workloads,
     endpoint_addresses, endpoints_at,
 };
 use crate::resources::{Named, of_kind};
@@ -48,6 +49,8 @@ pub(super) fn add(
                 service.meta.annotations.get(EXPORT_TO_ANNOTATION),
                 namespace,
             ),
+            mesh_external: service.spec.service_type() == ServiceType::ExternalName,
+            subject_alt_names: Vec::new(),
         };
         registry.add(entry, format!("Service {}", service.full_name()), warnings);
     }
@@ -95,7 +98,13 @@ fn endpoints(
             .iter()
             .map(|p| (p.port.get(), p.port.get()))
             .collect();
-        return endpoints_at(addresses, &ports, &Default::default(), None);
+        return endpoints_at(
+            addresses,
+            &ports,
+            &Default::default(),
+            None,
+            Owner::none(namespace),
+        );
     }
     if spec.selector.is_empty() {
         return Vec::new();
@@ -127,6 +136,10 @@ fn endpoints(
                     &ports,
                     &workload.spec.labels,
                     workload.spec.weight,
+                    Owner::workload(
+                        workload.namespace(),
+                        workload.spec.service_account.as_deref(),
+                    ),
                 ));
             }
             Err(why) => warnings.push(format!(

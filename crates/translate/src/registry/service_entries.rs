@@ -1,12 +1,15 @@
-//! ServiceEntries into registry services: one per host, endpoints by resolution.
+//! ServiceEntries into registry services: one per host, endpoints by resolution; outside the
+//! mesh unless `location: MESH_INTERNAL` (Istio's default is `MESH_EXTERNAL`).
 
 use std::collections::BTreeSet;
 
 use trellis_api::Resource;
-use trellis_api::networking::{ServiceEntry, ServiceEntryResolution as Resolution};
+use trellis_api::networking::{
+    ServiceEntry, ServiceEntryLocation, ServiceEntryResolution as Resolution,
+};
 
 use super::{
-    PortTarget, Registry, Resolve, Service, ServiceEndpoint, ServicePort, Workloads,
+    Owner, PortTarget, Registry, Resolve, Service, ServiceEndpoint, ServicePort, Workloads,
     endpoint_addresses, endpoints_at,
 };
 use crate::hosts::to_fqdn;
@@ -43,6 +46,8 @@ pub(super) fn add(
                 ports: ports.clone(),
                 endpoints,
                 visible_to: visible_to.clone(),
+                mesh_external: spec.location() == ServiceEntryLocation::MeshExternal,
+                subject_alt_names: spec.subject_alt_names.clone(),
             };
             registry.add(service, source.clone(), warnings);
         }
@@ -118,6 +123,10 @@ fn endpoints(
                         &ports,
                         &workload.spec.labels,
                         workload.spec.weight,
+                        Owner::workload(
+                            workload.namespace(),
+                            workload.spec.service_account.as_deref(),
+                        ),
                     ));
                 }
                 Err(why) => warnings.push(format!(
@@ -155,7 +164,13 @@ fn endpoints(
             .iter()
             .filter_map(|t| Some((t.number, t.default?)))
             .collect();
-        return endpoints_at(first_only(addresses), &ports, &Default::default(), None);
+        return endpoints_at(
+            first_only(addresses),
+            &ports,
+            &Default::default(),
+            None,
+            Owner::none(entry.namespace()),
+        );
     }
     for (i, endpoint) in spec.endpoints.iter().enumerate() {
         let address = endpoint.address.as_deref().unwrap_or_default();
@@ -167,6 +182,7 @@ fn endpoints(
                     &ports,
                     &endpoint.labels,
                     endpoint.weight,
+                    Owner::workload(entry.namespace(), endpoint.service_account.as_deref()),
                 ));
             }
             Err(why) => warnings.field(

@@ -338,3 +338,98 @@ spec:
     assert_eq!(r.warnings().len(), 1);
     assert!(r.warnings()[0].contains("ServiceEntry default/web-override: host web.default.svc.cluster.local is already defined by Service default/web"));
 }
+
+#[test]
+fn endpoints_carry_their_workloads_namespace_and_service_account() {
+    let resources = load(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: default}
+spec: {address: 10.0.1.1, labels: {app: reviews}, serviceAccount: bookinfo-reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2, namespace: default}
+spec: {address: 10.0.1.2, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop, namespace: prod}
+spec:
+  hosts: [shop.internal]
+  location: MESH_INTERNAL
+  subjectAltNames: [spiffe://cluster.local/ns/prod/sa/legacy]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, serviceAccount: shop}, {address: 10.0.0.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  resolution: DNS
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: default}
+spec:
+  type: ExternalName
+  externalName: legacy.example.com
+  ports: [{name: http, port: 80}]
+"#,
+    );
+    let r = Registry::from_resources(&resources, &fake_dns);
+    let owners = |host: &str| -> Vec<(String, Option<String>)> {
+        r.get(host)
+            .unwrap()
+            .endpoints
+            .iter()
+            .map(|e| (e.namespace.clone(), e.service_account.clone()))
+            .collect()
+    };
+    let owner =
+        |namespace: &str, account: Option<&str>| (namespace.to_owned(), account.map(str::to_owned));
+    // A workload that names no service account has Kubernetes' `default`.
+    assert_eq!(
+        owners("reviews.default.svc.cluster.local"),
+        [
+            owner("default", Some("bookinfo-reviews")),
+            owner("default", Some(DEFAULT_SERVICE_ACCOUNT))
+        ]
+    );
+    assert_eq!(
+        owners("shop.internal"),
+        [
+            owner("prod", Some("shop")),
+            owner("prod", Some(DEFAULT_SERVICE_ACCOUNT))
+        ]
+    );
+    // Resolved host names are no workload.
+    assert_eq!(
+        owners("db.example.com"),
+        [owner("default", None), owner("default", None)]
+    );
+    assert_eq!(
+        owners("legacy.default.svc.cluster.local"),
+        [owner("default", None)]
+    );
+    // In the mesh or not: Kubernetes Services are, unless ExternalName; ServiceEntries only
+    // with MESH_INTERNAL.
+    let external = |host: &str| r.get(host).unwrap().mesh_external;
+    assert!(!external("reviews.default.svc.cluster.local"));
+    assert!(external("legacy.default.svc.cluster.local"));
+    assert!(!external("shop.internal"));
+    assert!(external("db.example.com"));
+    assert_eq!(
+        r.get("shop.internal").unwrap().subject_alt_names,
+        ["spiffe://cluster.local/ns/prod/sa/legacy"]
+    );
+}

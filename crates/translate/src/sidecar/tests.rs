@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 
-use trellis_proxy_config::{Action, ListenerProtocol, RetryPolicy, VirtualHost};
+use trellis_proxy_config::{
+    Action, ListenerProtocol, PeerMtls, RetryPolicy, UpstreamTls, VirtualHost,
+};
 
 use super::*;
 use crate::testing::{load, no_dns};
@@ -80,6 +82,7 @@ fn options(app: &str, address: Option<[u8; 4]>) -> SidecarOptions {
         outbound: "127.0.0.1:15001".parse().unwrap(),
         address: address.map(IpAddr::from),
         app_ip: [127, 0, 0, 1].into(),
+        trust_domain: crate::DEFAULT_TRUST_DOMAIN.into(),
     }
 }
 
@@ -126,6 +129,7 @@ fn every_visible_http_port_is_a_virtual_host_with_the_names_a_client_may_use() {
                 tcp_cluster: None,
                 detection_timeout: None,
             },
+            mtls: None,
         }]
     );
     let reviews = host(&t, "reviews.default.svc.cluster.local:9080");
@@ -293,4 +297,69 @@ fn the_workloads_own_ports_are_inbound_listeners_in_front_of_the_application() {
     );
     assert_eq!(t.config.listeners[1].tcp_cluster(), Some("inbound|5432||"));
     assert!(t.config.dangling_references().is_empty());
+}
+
+#[test]
+fn inbound_listeners_take_mutual_tls_as_peer_authentications_say() {
+    let yaml = format!(
+        "{MESH}---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: istio-system}}
+spec: {{mtls: {{mode: STRICT}}}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: ratings, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: ratings}}}}
+  portLevelMtls: {{8080: {{mode: PERMISSIVE}}}}
+"
+    );
+    let options = options("ratings", Some([10, 0, 0, 3]));
+    let t = sidecar(&yaml, &options);
+    assert!(t.warnings.is_empty(), "{:#?}", t.warnings);
+    let mtls: Vec<(&str, Option<PeerMtls>)> = t
+        .config
+        .listeners
+        .iter()
+        .map(|l| (l.name.as_str(), l.mtls))
+        .collect();
+    // Port-level keys are the workload's ports: ratings' 9080 is 8080 on the workload.
+    assert_eq!(
+        mtls,
+        [
+            (OUTBOUND, None),
+            ("inbound|5432", Some(PeerMtls::Strict)),
+            ("inbound|8080", Some(PeerMtls::Permissive))
+        ]
+    );
+    // The inbound side alone is the same.
+    let resources = load(&yaml);
+    let registry = crate::Registry::from_resources(&resources, &no_dns);
+    let alone = crate::sidecar_inbound(&resources, &registry, &options);
+    assert_eq!(alone.config.listeners, t.config.listeners[1..]);
+    let outbound_only = SidecarOptions {
+        address: None,
+        ..options
+    };
+    let nothing = crate::sidecar_inbound(&resources, &registry, &outbound_only);
+    assert!(nothing.config.listeners.is_empty());
+}
+
+#[test]
+fn outbound_clusters_take_automatic_mutual_tls_in_the_trust_domain() {
+    let options = SidecarOptions {
+        trust_domain: "example.org".into(),
+        ..options("productpage", None)
+    };
+    let t = sidecar(MESH, &options);
+    assert_eq!(
+        t.config.clusters["outbound|9080||reviews.default.svc.cluster.local"].tls,
+        Some(UpstreamTls::Mesh {
+            identities: vec!["spiffe://example.org/ns/default/sa/default".into()],
+            automatic: true,
+            sni: Some("outbound_.9080_._.reviews.default.svc.cluster.local".into()),
+        })
+    );
 }
