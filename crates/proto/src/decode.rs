@@ -201,6 +201,7 @@ pub fn listener(l: wire::Listener) -> Result<config::Listener, DecodeError> {
         address: socket_address(&l.address, "address")?,
         protocol,
         mtls,
+        inbound: l.inbound,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn listener(l: &config::Listener) -> wire::Listener {
             config::PeerMtls::Strict => wire::PeerMtls::Strict,
             config::PeerMtls::Permissive => wire::PeerMtls::Permissive,
         } as i32),
+        inbound: l.inbound,
     }
 }
 

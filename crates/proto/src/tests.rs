@@ -354,6 +354,7 @@ fn every_field_comes_back_as_it_went() {
                 address: "0.0.0.0:8080".parse().unwrap(),
                 protocol: protocol.clone(),
                 mtls,
+                inbound: mtls.is_some(),
             };
             let back = roundtrip(type_url::LISTENER, &encode::listener(&listener));
             assert_eq!(back, Resource::Listener(listener));
@@ -496,6 +497,7 @@ fn broken_tls_is_refused_naming_the_field() {
                 cluster: "inbound|9080".into(),
             },
             mtls: Some(PeerMtls::Strict),
+            inbound: true,
         })
     };
     assert_eq!(

@@ -15,6 +15,10 @@ pub struct Listener {
     /// The mesh's mutual TLS on accepted connections (PeerAuthentication); none: plaintext only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<PeerMtls>,
+    /// In front of the proxy's own workload (Envoy's `traffic_direction: INBOUND`): its
+    /// requests are reported by the destination, with the client's identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inbound: bool,
 }
 
 /// What an inbound listener accepts from its peers.

@@ -121,8 +121,7 @@ impl Proxy {
             outcome.grpc_status = end.grpc_status;
         }
         let duration = crate::clock::now().saturating_duration_since(outcome.started);
-        let edge = outcome.cluster().map_or(&self.unrouted, |c| &c.metrics);
-        edge.record_request(&RequestOutcome {
+        let request = RequestOutcome {
             protocol: if outcome.grpc {
                 RequestProtocol::Grpc
             } else {
@@ -134,7 +133,18 @@ impl Proxy {
             duration,
             request_bytes: outcome.bytes_received,
             response_bytes: end.bytes,
-        });
+        };
+        let record = |edge: &Arc<EdgeMetrics>| edge.record_request(&request);
+        match (outcome.cluster(), outcome.inbound.as_deref()) {
+            (None, _) => record(&self.unrouted),
+            (Some(cluster), Some(peer)) => peer.with_edge(
+                &self.metrics,
+                &cluster.config.name,
+                cluster.config.service.as_ref(),
+                record,
+            ),
+            (Some(cluster), None) => cluster.with_edge(outcome.endpoint, record),
+        }
         if self.access_log.is_enabled() {
             fn header(value: &Option<::http::HeaderValue>) -> Option<&str> {
                 value.as_ref().and_then(|v| v.to_str().ok())

@@ -25,6 +25,7 @@ use trellis_proxy_config::ListenerProtocol;
 use crate::Proxy;
 use crate::detect::{self, Prefixed, Protocol};
 use crate::http::Downstream;
+use crate::telemetry::InboundPeer;
 use crate::transport::Io;
 
 /// A client has this long to send a request's headers.
@@ -373,6 +374,7 @@ async fn connection(
     };
     let protocol = spec.protocol.clone();
     let mtls = spec.mtls;
+    let inbound = spec.inbound;
     drop(snapshot);
     let secured = match mtls {
         None => Secured::plain(stream),
@@ -391,13 +393,14 @@ async fn connection(
         io: mut stream,
         peer_identity,
     } = secured;
+    let inbound = inbound.then(|| Arc::new(InboundPeer::new(peer_identity.as_deref())));
     let http = |stream, route_table| {
-        let peer_identity = peer_identity.clone();
         let connection = HttpConnection {
             peer,
             local,
             route_table,
-            peer_identity,
+            peer_identity: peer_identity.clone(),
+            inbound: inbound.clone(),
         };
         serve_http(proxy.clone(), stream, connection, builder, drain.clone())
     };
@@ -414,7 +417,7 @@ async fn connection(
             http(Prefixed::new(prefix, stream), route_table).await;
         }
         ListenerProtocol::Tcp { cluster } => {
-            crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
+            crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster, inbound.as_deref()).await
         }
         ListenerProtocol::Detect {
             route_table,
@@ -430,7 +433,8 @@ async fn connection(
             match (protocol, tcp_cluster) {
                 (Protocol::Http1 | Protocol::Http2, _) => http(stream, route_table).await,
                 (_, Some(cluster)) => {
-                    crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster).await
+                    crate::tcp::proxy_tcp(&proxy, stream, peer, local, &cluster, inbound.as_deref())
+                        .await
                 }
                 (_, None) => {}
             }
@@ -461,6 +465,7 @@ struct HttpConnection {
     local: SocketAddr,
     route_table: String,
     peer_identity: Option<Arc<str>>,
+    inbound: Option<Arc<InboundPeer>>,
 }
 
 /// The first bytes of an HTTP connection, once they are enough to tell what it speaks (garbage
@@ -482,6 +487,7 @@ async fn serve_http(
         local,
         route_table,
         peer_identity,
+        inbound,
     } = connection;
     let http2 = detect::classify(stream.prefix()) == Some(Protocol::Http2);
     let limits = proxy.limits;
@@ -494,6 +500,7 @@ async fn serve_http(
         route_table: Arc::from(route_table),
         activity: activity.clone(),
         peer_identity,
+        inbound,
     });
     if http2 {
         let stream = Watched {

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use trellis_proxy_config::{HashKey, LoadBalancer};
 
 use crate::Proxy;
-use crate::telemetry::ResponseFlags;
+use crate::telemetry::{InboundPeer, ResponseFlags};
 use crate::upstream::Stat;
 
 /// What a TCP connection did, for telemetry.
@@ -32,6 +32,7 @@ pub async fn proxy_tcp<S>(
     peer: std::net::SocketAddr,
     local: std::net::SocketAddr,
     cluster_name: &str,
+    inbound: Option<&InboundPeer>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -94,7 +95,15 @@ pub async fn proxy_tcp<S>(
         }
     };
     let in_flight = endpoint.start();
-    let connection = cluster.metrics.tcp_opened();
+    let connection = match inbound {
+        Some(peer) => peer.with_edge(
+            &proxy.metrics,
+            &cluster.config.name,
+            cluster.config.service.as_ref(),
+            |edge| edge.tcp_opened(),
+        ),
+        None => cluster.with_edge(Some(index), |edge| edge.tcp_opened()),
+    };
     match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
         Ok((to_upstream, to_downstream)) => {
             outcome.received = to_upstream;

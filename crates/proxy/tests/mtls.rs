@@ -56,6 +56,7 @@ async fn mesh(ca: &Ca, mode: Option<PeerMtls>, tls: Option<UpstreamTls>, sidecar
         vec![cluster("app", &[app.addr()], LoadBalancer::RoundRobin)],
     );
     server_config.listeners[0].mtls = mode;
+    server_config.listeners[0].inbound = true;
     let server = start(server_config).await;
     server
         .proxy
@@ -142,6 +143,25 @@ async fn requests_cross_the_mesh_over_mutual_tls_and_the_server_shows_its_spiffe
     let mesh = mesh(&ca, Some(PeerMtls::Strict), mesh_tls(&[REVIEWS]), false).await;
     let got = get(&mesh.client.url("/"), &[]).await;
     assert_eq!(got.status, 200, "{}", got.body);
+    // Each side names the other's principal: the server (reporting as the destination) the
+    // client's, over mutual TLS; the client (the source) the server's.
+    let server_saw = [
+        ("reporter", "destination"),
+        ("source_principal", PRODUCTPAGE),
+        ("source_workload_namespace", "default"),
+        ("connection_security_policy", "mutual_tls"),
+    ];
+    eventually(
+        "the server counts the request with its client's principal",
+        || mesh.server.requests_total(&server_saw) == 1,
+    )
+    .await;
+    let client_saw = [("reporter", "source"), ("destination_principal", REVIEWS)];
+    eventually(
+        "the client counts the request with its server's principal",
+        || mesh.client.requests_total(&client_saw) == 1,
+    )
+    .await;
 
     let dir = scratch("chain");
     std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
@@ -205,6 +225,16 @@ async fn permissive_takes_plaintext_and_mutual_tls() {
     let mesh = mesh(&ca, Some(PeerMtls::Permissive), mesh_tls(&[REVIEWS]), false).await;
     assert_eq!(get(&mesh.client.url("/"), &[]).await.status, 200);
     assert_eq!(get(&mesh.server.url("/"), &[]).await.status, 200);
+    for (policy, principal) in [("mutual_tls", PRODUCTPAGE), ("none", "unknown")] {
+        let labels = [
+            ("connection_security_policy", policy),
+            ("source_principal", principal),
+        ];
+        eventually(&format!("a request counted as {policy}"), || {
+            mesh.server.requests_total(&labels) == 1
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -418,4 +448,52 @@ async fn short_lived_certificates_renew_under_load_without_a_failed_request() {
     );
     assert!(ok > 50, "only {ok} requests");
     eprintln!("{ok} requests over {renewed} renewals of the server's certificate, none failed");
+}
+
+/// TCP through both proxies over the mesh's TLS (no ALPN protocol): the bytes go both ways,
+/// and the server's TCP metrics name the client's principal.
+#[tokio::test]
+async fn tcp_crosses_the_mesh_over_mutual_tls() {
+    let ca = Ca::ephemeral().unwrap();
+    let app = upstreams("app", 1).await.remove(0);
+    let tcp = |cluster: &str| trellis_proxy_config::ListenerProtocol::Tcp {
+        cluster: cluster.into(),
+    };
+    let mut server_config = listener_config(
+        tcp("app"),
+        Vec::new(),
+        vec![cluster("app", &[app.addr()], LoadBalancer::RoundRobin)],
+    );
+    server_config.listeners[0].mtls = Some(PeerMtls::Strict);
+    server_config.listeners[0].inbound = true;
+    let server = start(server_config).await;
+    server
+        .proxy
+        .certificates
+        .store(certify(&ca, REVIEWS, &[&ca]))
+        .unwrap();
+    let mut to_server = cluster("mesh", &[server.address], LoadBalancer::RoundRobin);
+    to_server.tls = mesh_tls(&[REVIEWS]);
+    let client = start(listener_config(tcp("mesh"), Vec::new(), vec![to_server])).await;
+    client
+        .proxy
+        .certificates
+        .store(certify(&ca, PRODUCTPAGE, &[&ca]))
+        .unwrap();
+
+    let answer = exchange_raw(client.address, REQUEST.as_bytes().to_vec()).await;
+    assert_eq!(status_of(&answer), Some(200), "{}", String::from_utf8_lossy(&answer));
+    let opened = |text: String| {
+        text.lines().any(|line| {
+            line.starts_with("istio_tcp_connections_opened_total{")
+                && line.contains("reporter=\"destination\"")
+                && line.contains(&format!("source_principal=\"{PRODUCTPAGE}\""))
+                && line.contains("connection_security_policy=\"mutual_tls\"")
+                && line.ends_with(" 1")
+        })
+    };
+    eventually("the server counts the connection with its client's principal", || {
+        opened(server.proxy.metrics_text())
+    })
+    .await;
 }

@@ -101,6 +101,7 @@ pub(crate) fn translate(
             address,
             protocol,
             mtls: None,
+            inbound: false,
         });
     }
     config.clusters = clusters::build(&cx, &mut out);

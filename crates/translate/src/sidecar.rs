@@ -123,6 +123,7 @@ pub(crate) fn outbound(
             detection_timeout: None,
         },
         mtls: None,
+        inbound: false,
     });
     config.clusters = clusters::build(&cx, &mut out);
     Translation {
@@ -393,6 +394,7 @@ pub(crate) fn inbound(
             address: SocketAddr::new(address, target),
             protocol,
             mtls: peers.listener(target),
+            inbound: true,
         });
         config.clusters.insert(
             cluster.clone(),

@@ -58,6 +58,7 @@ fn bookinfo_gateway() {
                 route_table: "http.8080".into()
             },
             mtls: None,
+            inbound: false,
         }]
     );
 

@@ -296,6 +296,7 @@ async fn send_with_retries(
         };
         let endpoint = &cluster.endpoints[index];
         outcome.upstream = Some(endpoint.address);
+        outcome.endpoint = Some(index);
         let request = Outgoing {
             parts,
             host: target.host.as_ref(),

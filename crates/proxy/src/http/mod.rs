@@ -49,6 +49,8 @@ pub struct Downstream {
     pub activity: Arc<crate::listener::Activity>,
     /// The client's SPIFFE id, when it came over the mesh's mutual TLS.
     pub peer_identity: Option<Arc<str>>,
+    /// On an inbound listener: the client as the destination reports it.
+    pub inbound: Option<Arc<crate::telemetry::InboundPeer>>,
 }
 
 /// Handles one request.

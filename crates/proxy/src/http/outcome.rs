@@ -57,6 +57,10 @@ pub struct Outcome {
     /// The request's place under its cluster's request limit, given back when it is recorded.
     pub request_slot: Option<crate::upstream::Slot>,
     pub upstream: Option<SocketAddr>,
+    /// The endpoint's place in its cluster.
+    pub endpoint: Option<usize>,
+    /// On an inbound listener: the client as the destination reports it.
+    pub inbound: Option<Arc<crate::telemetry::InboundPeer>>,
     pub status: u16,
     pub flags: ResponseFlags,
     pub bytes_received: u64,
@@ -150,6 +154,8 @@ impl Outcome {
             cluster: None,
             request_slot: None,
             upstream: None,
+            endpoint: None,
+            inbound: downstream.inbound.clone(),
             status: 0,
             flags: ResponseFlags::NONE,
             bytes_received: 0,

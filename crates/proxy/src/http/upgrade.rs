@@ -32,6 +32,7 @@ pub(super) async fn forward_upgrade(
     };
     let address = cluster.endpoints[index].address;
     outcome.upstream = Some(address);
+    outcome.endpoint = Some(index);
     let stream = match cluster.connect(index, crate::tls::Alpn::Http1).await {
         Ok(stream) => stream,
         Err(_) => {

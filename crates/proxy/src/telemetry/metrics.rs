@@ -14,6 +14,7 @@
 mod edge;
 mod encode;
 mod labels;
+mod peers;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub use edge::{
 pub use labels::{
     ConnectionSecurityPolicy, ProxyIdentity, Reporter, RequestProtocol, UNKNOWN, WorkloadIdentity,
 };
+pub use peers::{DestinationEdges, InboundPeer};
 
 use edge::EdgeTable;
 use encode::EdgeCollector;
@@ -139,6 +141,16 @@ impl Metrics {
             service: Arc::new(ServiceLabels::resolve(service)),
             security,
         })
+    }
+
+    /// The edges of `service` as the source reports them, by the principal each destination
+    /// shows (learnt when a connection is made).
+    pub fn destinations(&self, service: Option<&ServiceRef>) -> DestinationEdges {
+        DestinationEdges {
+            me: Arc::clone(&self.me),
+            edges: Arc::clone(&self.edges),
+            service: Arc::new(ServiceLabels::resolve(service)),
+        }
     }
 
     /// Counts a downstream connection as open until the guard is dropped.

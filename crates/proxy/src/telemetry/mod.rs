@@ -11,6 +11,6 @@ pub use access_log::{
 pub use flags::ResponseFlags;
 pub use metrics::{
     ActiveGuard, BYTE_BUCKETS, CONTENT_TYPE, ConnectionSecurityPolicy, DURATION_BUCKETS_MS,
-    EdgeMetrics, Metrics, ProxyIdentity, Reporter, RequestOutcome, RequestProtocol,
-    TcpConnectionMetrics, UNKNOWN, WorkloadIdentity,
+    DestinationEdges, EdgeMetrics, InboundPeer, Metrics, ProxyIdentity, Reporter, RequestOutcome,
+    RequestProtocol, TcpConnectionMetrics, UNKNOWN, WorkloadIdentity,
 };

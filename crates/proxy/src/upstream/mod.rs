@@ -133,6 +133,7 @@ impl ClusterRuntime {
     pub fn new(config: &Cluster, metrics: &Metrics, certificates: &Arc<Certificates>) -> Self {
         let connect_timeout = config.connect_timeout.map(|d| d.as_std());
         let idle_timeout = config.idle_timeout.map(|d| d.as_std());
+        let destinations = metrics.destinations(config.service.as_ref());
         let origination = match &config.tls {
             Some(UpstreamTls::Origination(tls)) => Some(Origination::new(tls, &config.name)),
             _ => None,
@@ -148,7 +149,7 @@ impl ClusterRuntime {
                         connect_timeout,
                         idle_timeout,
                         config.tcp_keepalive.as_ref(),
-                        Security::of(config, e, certificates, origination.as_ref()),
+                        Security::of(config, e, certificates, origination.as_ref(), &destinations),
                     )
                 })
                 .collect(),
@@ -175,6 +176,21 @@ impl ClusterRuntime {
             self.config.load_balancer,
             trellis_proxy_config::LoadBalancer::PeakEwma
         )
+    }
+
+    /// Calls `record` with the edge a request to `endpoint` is counted on: the cluster's, or,
+    /// once the endpoint has shown its principal over the mesh's TLS, the one naming it.
+    pub fn with_edge<R>(
+        &self,
+        endpoint: Option<usize>,
+        record: impl FnOnce(&Arc<EdgeMetrics>) -> R,
+    ) -> R {
+        if let Some(pool) = endpoint.and_then(|i| self.pools.get(i))
+            && let Some(learnt) = pool.learnt_edge()
+        {
+            return record(&learnt);
+        }
+        record(&self.metrics)
     }
 
     /// A fresh connection to endpoint `index` that will speak `alpn`, within the cluster's

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -20,7 +21,9 @@ use tokio::net::TcpStream;
 use super::http1;
 use super::limits::{Limits, Overflow, Slot};
 use super::secure::Security;
+
 use crate::body::{Body, BoxError};
+use crate::telemetry::EdgeMetrics;
 use crate::tls::Alpn;
 use crate::transport::Io;
 use crate::worker::PerWorker;
@@ -137,6 +140,8 @@ pub struct EndpointPool {
     keepalive: Option<socket2::TcpKeepalive>,
     /// Plaintext, or the TLS the cluster originates to this endpoint.
     security: Security,
+    /// The principal the endpoint showed last, and the edge naming it (mesh TLS only).
+    learnt: ArcSwapOption<(Arc<str>, Arc<EdgeMetrics>)>,
     workers: PerWorker<Arc<WorkerConnections>>,
 }
 
@@ -196,6 +201,7 @@ impl EndpointPool {
         Arc::new(Self {
             address,
             security,
+            learnt: ArcSwapOption::empty(),
             connect_timeout: connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             keepalive: keepalive.map(|k| {
@@ -349,7 +355,7 @@ impl EndpointPool {
     /// with `TCP_NODELAY`, secured as the cluster says.
     pub async fn connect_stream(&self, alpn: Alpn) -> Result<Io, SendError> {
         let stream = self.connect_tcp().await?;
-        let (io, _peer_identity) = self
+        let (io, principal) = self
             .security
             .connect(stream, alpn)
             .await
@@ -357,7 +363,26 @@ impl EndpointPool {
                 address: self.address,
                 source,
             })?;
+        if let (Some(principal), Security::Mesh { destinations, .. }) = (principal, &self.security)
+        {
+            let known = self.learnt.load();
+            if known.as_ref().is_none_or(|learnt| learnt.0 != principal) {
+                let edge = destinations.to(&principal);
+                self.learnt.store(Some(Arc::new((principal, edge))));
+            }
+        }
         Ok(io)
+    }
+
+    /// The edge naming the principal the endpoint showed, once it has (mesh TLS only).
+    pub fn learnt_edge(&self) -> Option<Arc<EdgeMetrics>> {
+        if !matches!(self.security, Security::Mesh { .. }) {
+            return None;
+        }
+        self.learnt
+            .load()
+            .as_ref()
+            .map(|learnt| Arc::clone(&learnt.1))
     }
 
     async fn connect_tcp(&self) -> Result<TcpStream, SendError> {

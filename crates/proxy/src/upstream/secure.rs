@@ -16,6 +16,7 @@ use trellis_identity::pem::Pem;
 use trellis_proxy_config::{Cluster, Endpoint, MESH_TLS_LABEL, TlsOrigination, UpstreamTls};
 
 use crate::identity::Certificates;
+use crate::telemetry::DestinationEdges;
 use crate::tls::{Alpn, ChainVerifier, check_identity, provider};
 use crate::transport::Io;
 
@@ -32,6 +33,8 @@ pub enum Security {
         /// The SPIFFE ids that may serve the destination; empty: any of the mesh.
         identities: Arc<[String]>,
         sni: Option<ServerName<'static>>,
+        /// Where requests are counted once the endpoint has shown its principal.
+        destinations: DestinationEdges,
     },
     Origination(Arc<Origination>),
 }
@@ -78,6 +81,7 @@ impl Security {
         endpoint: &Endpoint,
         certificates: &Arc<Certificates>,
         origination: Option<&Arc<Origination>>,
+        destinations: &DestinationEdges,
     ) -> Self {
         match &cluster.tls {
             None => Self::Plain,
@@ -94,6 +98,7 @@ impl Security {
                 sni: sni
                     .as_deref()
                     .and_then(|s| ServerName::try_from(s.to_owned()).ok()),
+                destinations: destinations.clone(),
             },
             Some(UpstreamTls::Origination(_)) => {
                 origination.map_or(Self::Plain, |o| Self::Origination(o.clone()))
@@ -114,6 +119,7 @@ impl Security {
                 certificates,
                 identities,
                 sni,
+                ..
             } => {
                 let mesh = certificates.tls().ok_or(SecureError::NoCertificate)?;
                 let name = sni.clone().unwrap_or_else(|| peer_name(&stream));

@@ -161,6 +161,7 @@ pub fn listener_config(
             address: "127.0.0.1:0".parse().unwrap(),
             protocol,
             mtls: None,
+            inbound: false,
         }],
         routes: BTreeMap::from([(
             "routes".to_owned(),

@@ -130,6 +130,7 @@ fn every_visible_http_port_is_a_virtual_host_with_the_names_a_client_may_use() {
                 detection_timeout: None,
             },
             mtls: None,
+            inbound: false,
         }]
     );
     let reviews = host(&t, "reviews.default.svc.cluster.local:9080");
