@@ -19,10 +19,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +33,6 @@ use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
-use trellis_testkit::{Upstream, UpstreamConfig};
 
 const PRODUCTPAGE: &str = "127.0.0.30";
 const REVIEWS_V1: &str = "127.0.0.31";
@@ -43,8 +40,6 @@ const REVIEWS_V2: &str = "127.0.0.32";
 const CHAT: &str = "127.0.0.33";
 /// Where reviews v1's application listens, behind its sidecar.
 const REVIEWS_V1_APP: &str = "127.0.0.41";
-/// The sidecars' admin port, on their workloads' addresses.
-const ADMIN_PORT: u16 = 15000;
 
 fn mesh(reviews_port: u16, chat_port: u16) -> String {
     format!(
@@ -103,117 +98,6 @@ fn route_to(subset: &str, weight: i64) -> String {
          metadata: {{name: reviews, namespace: default}}\n\
          spec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {{host: reviews, subset: {subset}}}\n      weight: {weight}\n"
     )
-}
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A control plane on a runtime of its own; dropping it kills it.
-struct ControlPlane {
-    runtime: Option<tokio::runtime::Runtime>,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Starts a control plane for `dir` (on `xds`, or a free port); returns it with its xDS and
-/// debug addresses.
-fn control_plane(dir: &Path, xds: Option<SocketAddr>) -> (ControlPlane, SocketAddr, SocketAddr) {
-    let dir = dir.to_owned();
-    // Built on a thread of its own: the test's runtime cannot start another on its threads.
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (xds, debug) = runtime.block_on(async move {
-            let options = trellis_control::Options::new(dir);
-            let plane = trellis_control::ControlPlane::start(&options, stopped.clone()).unwrap();
-            let xds = TcpListener::bind(xds.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
-                .await
-                .unwrap();
-            let debug = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addresses = (xds.local_addr().unwrap(), debug.local_addr().unwrap());
-            tokio::spawn(plane.serve(xds, debug, stopped));
-            addresses
-        });
-        let plane = ControlPlane {
-            runtime: Some(runtime),
-            _stop: stop,
-        };
-        (plane, xds, debug)
-    })
-    .join()
-    .unwrap()
-}
-
-/// Starts a sidecar for `workload`; returns it and, when `outbound` is asked for, the address
-/// its outbound listener bound (it listens on port 0 of the workload's address).
-fn sidecar(
-    workload: &str,
-    xds: SocketAddr,
-    outbound_ip: &str,
-    app_ip: &str,
-) -> (Process, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-proxy"))
-        .args(["--xds", &xds.to_string(), "--workload", workload])
-        .args(["--outbound-address", &format!("{outbound_ip}:0")])
-        .args(["--app-ip", app_ip, "--concurrency", "1"])
-        .args(["--admin-address", &format!("{outbound_ip}:{ADMIN_PORT}")])
-        .env("TRELLIS_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let outbound = lines
-        .find_map(|l| {
-            let l = l.ok()?;
-            (l.contains("listening") && l.contains("listener=outbound"))
-                .then(|| {
-                    l.split("address=")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .flatten()
-        })
-        .expect("the sidecar binds its outbound listener");
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("ERROR") || line.contains("WARN") {
-                eprintln!("[sidecar] {line}");
-            }
-        }
-    });
-    (Process(child), outbound)
-}
-
-async fn upstream(ip: &str, port: u16, name: &str) -> Upstream {
-    let listener = TcpListener::bind((ip.parse::<IpAddr>().unwrap(), port))
-        .await
-        .unwrap();
-    let config = UpstreamConfig {
-        name: Some(name.parse().unwrap()),
-        ..UpstreamConfig::default()
-    };
-    Upstream::spawn_on(listener, config).unwrap()
 }
 
 /// A WebSocket server that echoes, on `ip`, any port.

@@ -482,7 +482,12 @@ async fn tcp_crosses_the_mesh_over_mutual_tls() {
         .unwrap();
 
     let answer = exchange_raw(client.address, REQUEST.as_bytes().to_vec()).await;
-    assert_eq!(status_of(&answer), Some(200), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        status_of(&answer),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     let opened = |text: String| {
         text.lines().any(|line| {
             line.starts_with("istio_tcp_connections_opened_total{")
@@ -492,8 +497,9 @@ async fn tcp_crosses_the_mesh_over_mutual_tls() {
                 && line.ends_with(" 1")
         })
     };
-    eventually("the server counts the connection with its client's principal", || {
-        opened(server.proxy.metrics_text())
-    })
+    eventually(
+        "the server counts the connection with its client's principal",
+        || opened(server.proxy.metrics_text()),
+    )
     .await;
 }

@@ -5,10 +5,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+mod mesh;
 mod observe;
 mod wire;
 
 #[allow(unused_imports)] // each test binary uses a different part
+pub use mesh::*;
+#[allow(unused_imports)]
 pub use observe::*;
 #[allow(unused_imports)]
 pub use wire::*;
