@@ -6,13 +6,17 @@
 //! |---|---|
 //! | `ca-cert.pem` | the certificate the CA signs with |
 //! | `ca-key.pem` | its private key (PKCS #8), mode 0600 |
-//! | `root-cert.pem` | the root certificate workloads trust |
-//! | `cert-chain.pem` | `ca-cert.pem`'s chain up to and including the root |
+//! | `root-cert.pem` | the roots workloads trust (the trust bundle): the root of `cert-chain.pem`, and during a root rotation the other one too |
+//! | `cert-chain.pem` | `ca-cert.pem`'s chain up to and including its root |
 //!
 //! An operator may plug in their own (an intermediate under a corporate root): the CA signs
 //! with it and hands out its chain. When the directory holds none of these files, the CA makes
 //! a self-signed root on first start (ECDSA P-256, ten years) and writes it there, so that
 //! restarting keeps the identities issued before valid.
+//!
+//! A signed chain ends, as Istio's CA answers, with the whole trust bundle (the text of
+//! `root-cert.pem`, one certificate or several): that is how workloads learn every root they
+//! must trust while the mesh moves from one root to another.
 //!
 //! Workload certificates: the CSR's key, the SPIFFE id as the only subject alternative name
 //! (a URI, critical, with an empty subject, as Istio issues them), client and server use, valid
@@ -56,7 +60,8 @@ pub enum CaError {
 /// A signed workload certificate.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    /// PEM certificates: the workload's first, then the CA's chain, ending with the root.
+    /// PEM: the workload's certificate first, then the CA's chain up to (not including) its
+    /// root, and last the trust bundle (every root to trust, one PEM block or several).
     pub chain: Vec<String>,
     pub not_after: SystemTime,
 }
@@ -64,10 +69,10 @@ pub struct Issued {
 /// The certificate authority.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    /// `cert-chain.pem`'s certificates, in order.
+    /// `cert-chain.pem`'s certificates, in order (its root last).
     chain: Vec<String>,
-    /// `root-cert.pem`: the trust bundle.
-    root: String,
+    /// `root-cert.pem`: the trust bundle, as written.
+    bundle: String,
 }
 
 impl std::fmt::Debug for Ca {
@@ -144,17 +149,20 @@ impl Ca {
             return Err(invalid(&key_path, "is not the key of ca-cert.pem".into()));
         }
         let chain = Pem::all(&chain, "CERTIFICATE").map_err(|m| invalid(&chain_path, m))?;
-        let root_der = Pem::one(&root, "CERTIFICATE").map_err(|m| invalid(&root_path, m))?;
+        let roots = Pem::all(&root, "CERTIFICATE").map_err(|m| invalid(&root_path, m))?;
         if chain.first().map(|c| &c.der) != Some(&signing.der) {
             return Err(invalid(
                 &chain_path,
                 "does not start with ca-cert.pem".into(),
             ));
         }
-        if chain.last().map(|c| &c.der) != Some(&root_der.der) {
+        if !chain
+            .last()
+            .is_some_and(|last| roots.iter().any(|root| root.der == last.der))
+        {
             return Err(invalid(
                 &chain_path,
-                "does not end with root-cert.pem".into(),
+                "does not end with a certificate of root-cert.pem".into(),
             ));
         }
         let issuer = Issuer::from_ca_cert_der(&signing.der.clone().into(), key)
@@ -162,7 +170,7 @@ impl Ca {
         Ok(Self {
             issuer,
             chain: chain.into_iter().map(|c| c.text).collect(),
-            root: root_der.text,
+            bundle: roots.into_iter().map(|r| r.text).collect(),
         })
     }
 
@@ -188,7 +196,7 @@ impl Ca {
         Ok(Self {
             issuer: Issuer::new(params, key),
             chain: vec![pem.clone()],
-            root: pem,
+            bundle: pem,
         })
     }
 
@@ -201,9 +209,9 @@ impl Ca {
         std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
         let files = [
             ("ca-key.pem", self.issuer.key().serialize_pem(), 0o600),
-            ("ca-cert.pem", self.root.clone(), 0o644),
-            ("root-cert.pem", self.root.clone(), 0o644),
-            ("cert-chain.pem", self.root.clone(), 0o644),
+            ("ca-cert.pem", self.bundle.clone(), 0o644),
+            ("root-cert.pem", self.bundle.clone(), 0o644),
+            ("cert-chain.pem", self.bundle.clone(), 0o644),
         ];
         for (name, text, mode) in files {
             let path = dir.join(name);
@@ -219,9 +227,9 @@ impl Ca {
         Ok(())
     }
 
-    /// The root certificate (PEM) workloads trust.
+    /// The trust bundle (PEM): the roots workloads trust, this CA's among them.
     pub fn root_pem(&self) -> &str {
-        &self.root
+        &self.bundle
     }
 
     /// Signs `csr` (PEM) for `caller`, valid for `ttl`.
@@ -267,7 +275,8 @@ impl Ca {
         }
         .signed_by(&self.issuer)?;
         let mut chain = vec![signed.pem()];
-        chain.extend(self.chain.iter().cloned());
+        chain.extend(self.chain[..self.chain.len() - 1].iter().cloned());
+        chain.push(self.bundle.clone());
         Ok(Issued {
             chain,
             not_after: SystemTime::from(not_after),

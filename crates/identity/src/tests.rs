@@ -237,3 +237,32 @@ fn a_broken_ca_directory_is_refused_naming_the_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_trust_bundle_of_two_roots_travels_at_the_end_of_every_chain() {
+    let (old, new) = (dir("bundle-old"), dir("bundle-new"));
+    let old_root = Ca::load_or_create(&old).unwrap().root_pem().to_owned();
+    let new_root = Ca::load_or_create(&new).unwrap().root_pem().to_owned();
+    // The new root joins the bundle while the CA still signs under the old one.
+    let bundle = format!("{old_root}{new_root}");
+    std::fs::write(old.join("root-cert.pem"), &bundle).unwrap();
+    let ca = Ca::load_or_create(&old).unwrap();
+    assert_eq!(ca.root_pem(), bundle);
+    let key = new_workload_key(&reviews()).unwrap();
+    let issued = ca
+        .sign(&key.csr, &reviews(), Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(issued.chain.len(), 2, "the certificate, then the bundle");
+    assert_eq!(issued.chain[1], bundle);
+    issue_and_verify(&ca, &old, "root-cert.pem");
+
+    // A chain whose root the bundle lacks is refused.
+    std::fs::write(old.join("root-cert.pem"), &new_root).unwrap();
+    let error = Ca::load_or_create(&old).unwrap_err().to_string();
+    assert!(
+        error.contains("cert-chain.pem: does not end with a certificate of root-cert.pem"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&old);
+    let _ = std::fs::remove_dir_all(&new);
+}

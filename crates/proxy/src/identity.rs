@@ -35,7 +35,7 @@ pub struct IdentityOptions {
 #[derive(Clone, Serialize)]
 pub struct Certified {
     pub identity: String,
-    /// PEM: the proxy's certificate first, the root last.
+    /// PEM, as the CA sent it: the proxy's certificate first, its chain, the trust bundle last.
     pub chain: Vec<String>,
     /// PEM (PKCS #8).
     #[serde(skip)]
@@ -43,7 +43,7 @@ pub struct Certified {
     /// Seconds since the Unix epoch.
     pub not_before: i64,
     pub not_after: i64,
-    /// The certificates the proxy trusts (PEM): the root of its chain.
+    /// The certificates the proxy trusts (PEM): the trust bundle that came with its chain.
     pub roots: Vec<String>,
 }
 
@@ -163,7 +163,15 @@ async fn request(options: &IdentityOptions, identity: &SpiffeId) -> Result<Certi
         .into_inner()
         .cert_chain;
     let leaf = chain.first().ok_or("the CA sent no certificate")?;
-    let root = chain.last().ok_or("the CA sent no certificate")?;
+    let bundle = chain
+        .last()
+        .filter(|_| chain.len() > 1)
+        .ok_or("the CA sent no trust bundle")?;
+    let roots = trellis_identity::pem::Pem::all(bundle, "CERTIFICATE")
+        .map_err(|e| format!("the CA's trust bundle {e}"))?
+        .into_iter()
+        .map(|root| root.text)
+        .collect();
     let der = trellis_identity::pem::Pem::one(leaf, "CERTIFICATE")?;
     let info = trellis_identity::pem::certificate(&der.der)?;
     if info.uris != [identity.uri()] {
@@ -171,7 +179,7 @@ async fn request(options: &IdentityOptions, identity: &SpiffeId) -> Result<Certi
     }
     Ok(Certified {
         identity: identity.uri(),
-        roots: vec![root.clone()],
+        roots,
         chain,
         key: key.key.serialize_pem(),
         not_before: info.not_before,

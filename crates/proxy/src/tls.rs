@@ -87,14 +87,16 @@ pub struct MeshTls {
 
 impl MeshTls {
     pub fn new(certified: &Certified) -> Result<Self, TlsError> {
+        // The chain as the CA sent it ends with the trust bundle, which need not travel: the
+        // peer has it.
+        let sent = match certified.chain.split_last() {
+            Some((_, sent)) if !sent.is_empty() => sent,
+            _ => &certified.chain[..],
+        };
         let mut chain = Vec::new();
-        for pem in &certified.chain {
+        for pem in sent {
             let der = Pem::one(pem, "CERTIFICATE").map_err(TlsError::Chain)?;
             chain.push(CertificateDer::from(der.der));
-        }
-        // The root need not travel: the peer has it.
-        if chain.len() > 1 {
-            chain.pop();
         }
         let key = Pem::one(&certified.key, "PRIVATE KEY").map_err(TlsError::Key)?;
         let key = PrivateKeyDer::Pkcs8(key.der.into());
