@@ -8,15 +8,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
 use trellis_identity::pem::{Pem, certificate};
 use trellis_identity::{Ca, SpiffeId, new_workload_key};
+use trellis_testkit::openssl::{first_certificate, s_client};
 
 const PRODUCTPAGE: &str = "127.0.0.50";
 const REVIEWS: &str = "127.0.0.51";
@@ -76,37 +75,6 @@ async fn token(debug: SocketAddr, dir: &Path, account: &str) -> PathBuf {
     let path = dir.join(format!("{account}.token"));
     std::fs::write(&path, got.json()["token"].as_str().unwrap()).unwrap();
     path
-}
-
-/// `openssl s_client` to `address` with `extra` arguments, sending `input`; what it printed.
-fn s_client(dir: &Path, address: &str, extra: &[&str], input: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", address, "-showcerts", "-ign_eof"])
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
-
-/// The first certificate `openssl s_client -showcerts` printed.
-fn first_certificate(shown: &str) -> String {
-    let body = shown
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .expect("a certificate is shown");
-    format!("-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----\n")
 }
 
 /// The sum of the `istio_requests_total` series of the admin at `admin` with all `labels`.
@@ -209,7 +177,7 @@ async fn strict_peer_authentication_from_the_files_holds_on_the_wire() {
         .unwrap()
     };
     assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
-    let leaf = first_certificate(&shown);
+    let leaf = first_certificate(&shown).expect("a certificate is shown");
     let info = certificate(&Pem::one(&leaf, "CERTIFICATE").unwrap().der).unwrap();
     assert_eq!(
         info.uris,

@@ -9,18 +9,16 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
 use trellis_identity::pem::{Pem, certificate};
 use trellis_identity::{Ca, SpiffeId, new_workload_key};
 use trellis_proxy::identity::Certified;
-use trellis_proxy_config::LoadBalancer;
-use trellis_proxy_config::{MESH_TLS_LABEL, PeerMtls, UpstreamTls};
+use trellis_proxy_config::{LoadBalancer, MESH_TLS_LABEL, PeerMtls, UpstreamTls};
+use trellis_testkit::openssl::{first_certificate, s_client};
 
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/productpage";
@@ -103,28 +101,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `openssl s_client` to `address`, sending `input` once connected; what it printed.
-fn s_client(dir: &Path, address: SocketAddr, extra: &[&str], input: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &address.to_string(), "-showcerts"])
-        .args(["-ign_eof"])
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
-}
-
 /// Writes a certificate and key for `identity` from `ca` as files for `openssl`.
 fn client_files(dir: &Path, name: &str, ca: &Ca, identity: &str) -> (String, String) {
     let certified = certify(ca, identity, &[ca]);
@@ -166,17 +142,13 @@ async fn requests_cross_the_mesh_over_mutual_tls_and_the_server_shows_its_spiffe
     let dir = scratch("chain");
     std::fs::write(dir.join("root.pem"), ca.root_pem()).unwrap();
     let address = mesh.server.address;
-    let shown =
-        tokio::task::spawn_blocking(move || s_client(&dir, address, &["-CAfile", "root.pem"], ""))
-            .await
-            .unwrap();
+    let shown = tokio::task::spawn_blocking(move || {
+        s_client(&dir, &address.to_string(), &["-CAfile", "root.pem"], "")
+    })
+    .await
+    .unwrap();
     assert!(shown.contains("Verify return code: 0 (ok)"), "{shown}");
-    let leaf = shown
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .expect("a certificate is shown");
-    let leaf = format!("-----BEGIN CERTIFICATE-----{leaf}-----END CERTIFICATE-----\n");
+    let leaf = first_certificate(&shown).expect("a certificate is shown");
     let info = certificate(&Pem::one(&leaf, "CERTIFICATE").unwrap().der).unwrap();
     assert_eq!(info.uris, [REVIEWS]);
 }
@@ -203,7 +175,7 @@ async fn strict_refuses_plaintext_and_certificates_of_another_ca() {
         let with = |cert: &str, key: &str| {
             s_client(
                 &dir,
-                address,
+                &address.to_string(),
                 &["-CAfile", "root.pem", "-cert", cert, "-key", key],
                 REQUEST,
             )
@@ -306,13 +278,7 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
     let old = Ca::ephemeral().unwrap();
     let new = Ca::ephemeral().unwrap();
     let fresh = mesh(&old, Some(PeerMtls::Strict), mesh_tls(&[REVIEWS]), false).await;
-    let mut config = fresh.client.proxy.config.load().config.as_ref().clone();
-    let mesh_cluster = config.clusters.get_mut("mesh").unwrap();
-    mesh_cluster.limits = Some(trellis_proxy_config::ConnectionLimits {
-        max_requests_per_connection: Some(1),
-        ..Default::default()
-    });
-    fresh.client.proxy.config.update(config);
+    one_request_per_connection(&fresh.client);
     let pooled = mesh(&old, Some(PeerMtls::Strict), mesh_tls(&[REVIEWS]), false).await;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -351,15 +317,7 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
         ("fresh connections", fresh_load),
         ("pooled connections", pooled_load),
     ] {
-        let (ok, failed) = running.await.unwrap();
-        assert!(
-            failed.is_empty(),
-            "{what}: {} failed: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(5)]
-        );
-        assert!(ok > 50, "{what}: only {ok} requests");
-        eprintln!("{what}: {ok} requests, none failed");
+        none_failed(what, running.await.unwrap());
     }
     // The old root is gone: a certificate of it is refused now.
     let dir = scratch("rotated");
@@ -369,7 +327,7 @@ async fn certificates_and_the_root_rotate_under_load_without_a_failed_request() 
     let refused = tokio::task::spawn_blocking(move || {
         s_client(
             &dir,
-            address,
+            &address.to_string(),
             &["-CAfile", "root.pem", "-cert", &old_cert, "-key", &old_key],
             REQUEST,
         )
@@ -404,26 +362,7 @@ async fn short_lived_certificates_renew_under_load_without_a_failed_request() {
         false,
     )
     .await;
-    let mut renewals = Vec::new();
-    for (running, identity) in [(&mesh.server, REVIEWS), (&mesh.client, PRODUCTPAGE)] {
-        let token = plane
-            .identity
-            .tokens
-            .issue(&identity.parse().unwrap(), Duration::from_secs(600));
-        let certificates = running.proxy.certificates.clone();
-        let mut renewed = certificates.renewals();
-        renewed.mark_unchanged();
-        tokio::spawn(trellis_proxy::identity::run(
-            trellis_proxy::identity::IdentityOptions {
-                address: format!("http://{ca_address}"),
-                token,
-                lifetime: Duration::ZERO,
-            },
-            certificates,
-            stopped.clone(),
-        ));
-        renewals.push(renewed);
-    }
+    let mut renewals = renew_from(&plane, ca_address, &mesh, &stopped);
     // Both on the control plane's CA before the load starts (one side alone would be refused).
     for renewed in &mut renewals {
         tokio::time::timeout(Duration::from_secs(10), renewed.changed())
@@ -436,18 +375,14 @@ async fn short_lived_certificates_renew_under_load_without_a_failed_request() {
     let started = *renewals[0].borrow_and_update();
     tokio::time::sleep(Duration::from_secs(5)).await;
     load_stop.send(true).unwrap();
-    let (ok, failed) = running.await.unwrap();
+    let loaded = running.await.unwrap();
     let renewed = *renewals[0].borrow() - started;
     stop.send(true).unwrap();
     assert!(renewed >= 3, "the server renewed {renewed} times in 5 s");
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
+    none_failed(
+        &format!("over {renewed} renewals of the server's certificate"),
+        loaded,
     );
-    assert!(ok > 50, "only {ok} requests");
-    eprintln!("{ok} requests over {renewed} renewals of the server's certificate, none failed");
 }
 
 /// TCP through both proxies over the mesh's TLS (no ALPN protocol): the bytes go both ways,
@@ -566,33 +501,9 @@ async fn the_mesh_moves_to_a_new_root_through_the_control_plane_without_a_failed
         false,
     )
     .await;
-    let mut config = mesh.client.proxy.config.load().config.as_ref().clone();
-    config.clusters.get_mut("mesh").unwrap().limits =
-        Some(trellis_proxy_config::ConnectionLimits {
-            max_requests_per_connection: Some(1),
-            ..Default::default()
-        });
-    mesh.client.proxy.config.update(config);
+    one_request_per_connection(&mesh.client);
     let (_renewing, renewing) = tokio::sync::watch::channel(false);
-    let mut renewals = Vec::new();
-    for (running, identity) in [(&mesh.server, REVIEWS), (&mesh.client, PRODUCTPAGE)] {
-        let certificates = running.proxy.certificates.clone();
-        let mut renewed = certificates.renewals();
-        renewed.mark_unchanged();
-        tokio::spawn(trellis_proxy::identity::run(
-            trellis_proxy::identity::IdentityOptions {
-                address: format!("http://{address}"),
-                token: plane
-                    .identity
-                    .tokens
-                    .issue(&identity.parse().unwrap(), Duration::from_secs(600)),
-                lifetime: Duration::ZERO,
-            },
-            certificates,
-            renewing.clone(),
-        ));
-        renewals.push(renewed);
-    }
+    let mut renewals = renew_from(&plane, address, &mesh, &renewing);
     renewed(&mut renewals).await;
     drop(plane);
 
@@ -605,14 +516,7 @@ async fn the_mesh_moves_to_a_new_root_through_the_control_plane_without_a_failed
         renewed(&mut renewals).await;
     }
     load_stop.send(true).unwrap();
-    let (ok, failed) = running.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(ok > 50, "only {ok} requests");
+    none_failed("across the root rotation", running.await.unwrap());
     for running in [&mesh.server, &mesh.client] {
         let certified = running.proxy.certificates.current().unwrap();
         assert_eq!(
@@ -623,7 +527,60 @@ async fn the_mesh_moves_to_a_new_root_through_the_control_plane_without_a_failed
         trellis_testkit::openssl::verify(&dir, &new_root, &[], &certified.chain[0])
             .expect("the certificate in force is the new root's");
     }
-    eprintln!("{ok} requests across the root rotation, none failed");
+}
+
+/// Makes the client-side proxy open a connection (a handshake) for every request.
+fn one_request_per_connection(client: &Running) {
+    let mut config = client.proxy.config.load().config.as_ref().clone();
+    config.clusters.get_mut("mesh").unwrap().limits =
+        Some(trellis_proxy_config::ConnectionLimits {
+            max_requests_per_connection: Some(1),
+            ..Default::default()
+        });
+    client.proxy.config.update(config);
+}
+
+/// Both proxies of `mesh` renewing their certificates from `plane`'s CA at `address` (each with
+/// a bootstrap token for its identity) until `stopped`; their renewal signals.
+fn renew_from(
+    plane: &trellis_control::ControlPlane,
+    address: SocketAddr,
+    mesh: &Mesh,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::sync::watch::Receiver<u64>> {
+    let mut renewals = Vec::new();
+    for (running, identity) in [(&mesh.server, REVIEWS), (&mesh.client, PRODUCTPAGE)] {
+        let token = plane
+            .identity
+            .tokens
+            .issue(&identity.parse().unwrap(), Duration::from_secs(600));
+        let certificates = running.proxy.certificates.clone();
+        let mut renewed = certificates.renewals();
+        renewed.mark_unchanged();
+        tokio::spawn(trellis_proxy::identity::run(
+            trellis_proxy::identity::IdentityOptions {
+                address: format!("http://{address}"),
+                token,
+                lifetime: Duration::ZERO,
+            },
+            certificates,
+            stopped.clone(),
+        ));
+        renewals.push(renewed);
+    }
+    renewals
+}
+
+/// Checks that a [`load`] answered every request, and enough of them; says how many.
+fn none_failed(what: &str, (ok, failed): (u64, Vec<String>)) {
+    assert!(
+        failed.is_empty(),
+        "{what}: {} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "{what}: only {ok} requests");
+    eprintln!("{what}: {ok} requests, none failed");
 }
 
 /// Waits for every one of `renewals` to see two renewals from now on: the second one was
