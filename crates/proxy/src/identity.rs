@@ -114,7 +114,9 @@ pub async fn run(
                     }
                     Err(error) => {
                         tracing::error!(%identity, "the CA's certificate cannot be used: {error}");
-                        backoff
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        wait
                     }
                 }
             }

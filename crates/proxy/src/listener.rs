@@ -379,11 +379,22 @@ async fn connection(
     let secured = match mtls {
         None => Secured::plain(stream),
         Some(mode) => {
+            let detection = match &protocol {
+                ListenerProtocol::Detect {
+                    detection_timeout: Some(timeout),
+                    ..
+                } => timeout.as_std(),
+                _ => DEFAULT_DETECTION_TIMEOUT,
+            };
             let timeout = proxy.limits.header_read_timeout;
-            match crate::tls::accept(&proxy, stream, mode, timeout).await {
+            match crate::tls::accept(&proxy, stream, mode, detection, timeout).await {
                 Ok(secured) => secured,
+                Err(crate::tls::AcceptError::NoCertificate) => {
+                    tracing::warn!(%peer, %listener, "connection refused: mutual TLS is required and the proxy has no certificate yet");
+                    return;
+                }
                 Err(error) => {
-                    tracing::debug!(%peer, %listener, "connection refused: {error}");
+                    tracing::debug!(%peer, %listener, error = &error as &dyn std::error::Error, "connection refused");
                     return;
                 }
             }

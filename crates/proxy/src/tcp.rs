@@ -81,8 +81,13 @@ pub async fn proxy_tcp<S>(
         return;
     };
     let connected = cluster.connect(index, crate::tls::Alpn::Opaque).await;
-    // Outlier detection counts a failed connection as a 503, a made one as a success.
-    cluster.report(index, if connected.is_ok() { 200 } else { 503 });
+    // Outlier detection counts a failed connection as a 503, a made one as a success (the
+    // proxy's own failures, such as having no certificate yet, not at all).
+    match &connected {
+        Ok(_) => cluster.report(index, 200),
+        Err(error) if error.is_local() => {}
+        Err(_) => cluster.report(index, 503),
+    }
     let mut upstream = match connected {
         Ok(stream) => stream,
         Err(_) => {

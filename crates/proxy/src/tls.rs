@@ -223,22 +223,52 @@ pub fn peer_identity(certificates: Option<&[CertificateDer<'_>]>) -> Option<Stri
     info.uris.into_iter().find(|u| u.starts_with("spiffe://"))
 }
 
-/// The peer's identity if it is one of `allowed` (any, when `allowed` is empty); otherwise an
-/// error that names what was shown and what was expected.
+/// A server that is not one the destination may be.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the peer's certificate names no SPIFFE identity")]
+    Anonymous,
+    #[error("the peer is {shown}, which may not serve this destination (expected one of {})", .expected.join(", "))]
+    NotAllowed {
+        shown: String,
+        expected: Vec<String>,
+    },
+    #[error("the server's certificate names none of {} among its URIs", .expected.join(", "))]
+    NoUri { expected: Vec<String> },
+}
+
+/// The peer's identity if it is one of `allowed` (any, when `allowed` is empty).
 pub fn check_identity(
     certificates: Option<&[CertificateDer<'_>]>,
     allowed: &[String],
-) -> Result<String, String> {
-    let Some(identity) = peer_identity(certificates) else {
-        return Err("the peer's certificate names no SPIFFE identity".to_owned());
-    };
+) -> Result<String, IdentityError> {
+    let identity = peer_identity(certificates).ok_or(IdentityError::Anonymous)?;
     if allowed.is_empty() || allowed.contains(&identity) {
         Ok(identity)
     } else {
-        Err(format!(
-            "the peer is {identity}, which may not serve this destination (expected one of {})",
-            allowed.join(", ")
-        ))
+        Err(IdentityError::NotAllowed {
+            shown: identity,
+            expected: allowed.to_vec(),
+        })
+    }
+}
+
+/// Whether the server's certificate carries one of the URI names `expected` (any scheme).
+pub fn check_uris(
+    certificates: Option<&[CertificateDer<'_>]>,
+    expected: &[String],
+) -> Result<(), IdentityError> {
+    let shown = certificates
+        .and_then(|c| c.first())
+        .and_then(|leaf| trellis_identity::pem::certificate(leaf).ok())
+        .map(|info| info.uris)
+        .unwrap_or_default();
+    if shown.iter().any(|uri| expected.contains(uri)) {
+        Ok(())
+    } else {
+        Err(IdentityError::NoUri {
+            expected: expected.to_vec(),
+        })
     }
 }
 
@@ -249,8 +279,8 @@ pub enum AcceptError {
     NoCertificate,
     #[error("mutual TLS is required and the client sent something else")]
     Plaintext,
-    #[error("the TLS handshake failed: {0}")]
-    Handshake(std::io::Error),
+    #[error("the TLS handshake failed")]
+    Handshake(#[source] std::io::Error),
     #[error("the client sent nothing within {0:?}")]
     Timeout(Duration),
     #[error("the client closed the connection")]
@@ -258,19 +288,27 @@ pub enum AcceptError {
 }
 
 /// Applies an inbound listener's mutual TLS to an accepted connection. `Strict` takes only a
-/// TLS handshake with a certificate from the mesh's roots; `Permissive` looks at the first
-/// byte, and takes a TLS record as `Strict` does and anything else as plaintext (a client that
-/// sends nothing within `timeout` is taken as plaintext too: server-first protocols).
+/// TLS handshake with a certificate from the mesh's roots, all within `timeout`; `Permissive`
+/// looks at the first byte, and takes a TLS record as `Strict` does and anything else as
+/// plaintext. A client that sends nothing within `detection` is taken as plaintext too under
+/// `Permissive` (server-first protocols, such as MySQL's, wait for the server to speak).
 pub async fn accept(
     proxy: &Proxy,
     stream: TcpStream,
     mode: PeerMtls,
+    detection: Duration,
     timeout: Duration,
 ) -> Result<Secured, AcceptError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let waiting = match mode {
+        PeerMtls::Strict => timeout,
+        PeerMtls::Permissive => detection.min(timeout),
+    };
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(timeout, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout(waiting, stream.peek(&mut first)).await;
     let tls = match peeked {
-        Ok(Ok(0)) | Ok(Err(_)) => return Err(AcceptError::Closed),
+        Ok(Ok(0)) => return Err(AcceptError::Closed),
+        Ok(Err(error)) => return Err(AcceptError::Handshake(error)),
         Ok(Ok(_)) => first[0] == TLS_HANDSHAKE_RECORD,
         Err(_) if mode == PeerMtls::Strict => return Err(AcceptError::Timeout(timeout)),
         Err(_) => false,
@@ -283,7 +321,7 @@ pub async fn accept(
     }
     let mesh = proxy.certificates.tls().ok_or(AcceptError::NoCertificate)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(mesh.server.clone());
-    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+    let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream))
         .await
         .map_err(|_| AcceptError::Timeout(timeout))?
         .map_err(AcceptError::Handshake)?;

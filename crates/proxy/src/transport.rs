@@ -5,7 +5,9 @@
 //! TCP proxy and the pools compile once; the branch per read or write costs nothing next to
 //! the system call behind it. [`Io::into_split`] gives halves as a socket's `into_split` does:
 //! a socket's halves are free; TLS halves share the session behind a lock, which only the two
-//! halves of one connection (polled on one task) ever take.
+//! halves of one connection take, each only for the length of one poll (the request body may
+//! be polled from another task, an HTTP/2 upstream connection's, but on the same worker
+//! thread, so the lock is never contended).
 
 use std::io;
 use std::pin::Pin;
@@ -111,7 +113,8 @@ pub enum ReadHalf {
 
 impl ReadHalf {
     /// Writes `bytes` through the connection from the reading side (`100 Continue`, which the
-    /// request body sends while the response side is elsewhere); how many were taken.
+    /// request body sends while the response side is elsewhere); how many were taken. Follow
+    /// with [`Self::poll_flush_through`].
     pub fn poll_write_through(
         &self,
         cx: &mut Context<'_>,
@@ -128,13 +131,15 @@ impl ReadHalf {
                     }
                 }
             }
-            Self::Tls(shared) => {
-                let mut tls = lock(shared);
-                let written = ready!(Pin::new(tls.as_mut()).poll_write(cx, bytes))?;
-                // The record must leave now: nothing else writes until the body is read.
-                let _ = Pin::new(tls.as_mut()).poll_flush(cx)?;
-                Poll::Ready(Ok(written))
-            }
+            Self::Tls(shared) => Pin::new(lock(shared).as_mut()).poll_write(cx, bytes),
+        }
+    }
+
+    /// Sends on what [`Self::poll_write_through`] took (TLS may hold the end of a record).
+    pub fn poll_flush_through(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(_) => Poll::Ready(Ok(())),
+            Self::Tls(shared) => Pin::new(lock(shared).as_mut()).poll_flush(cx),
         }
     }
 }

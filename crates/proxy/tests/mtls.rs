@@ -600,3 +600,70 @@ async fn renewed(renewals: &mut [tokio::sync::watch::Receiver<u64>]) {
         .unwrap();
     }
 }
+
+/// A server-first protocol (the server speaks before the client, as MySQL's does) through a
+/// PERMISSIVE listener: the proxy stops waiting for a first byte after the detection timeout
+/// and connects, rather than waiting out the header timeout (here ten minutes).
+#[tokio::test]
+async fn permissive_does_not_hold_up_a_server_that_speaks_first() {
+    let greeting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = greeting.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = greeting.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream.write_all(b"220 ready\r\n").await;
+        }
+    });
+    let mut config = listener_config(
+        trellis_proxy_config::ListenerProtocol::Tcp {
+            cluster: "app".into(),
+        },
+        Vec::new(),
+        vec![cluster("app", &[app], LoadBalancer::RoundRobin)],
+    );
+    config.listeners[0].mtls = Some(PeerMtls::Permissive);
+    config.listeners[0].inbound = true;
+    let limits = trellis_proxy::listener::Limits {
+        header_read_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let proxy = start_with(config, limits).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let mut line = [0u8; 11];
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(60), client.read_exact(&mut line))
+        .await
+        .expect("the server's greeting comes through")
+        .unwrap();
+    assert_eq!(&line, b"220 ready\r\n");
+}
+
+/// A proxy without its certificate yet fails its requests to mesh endpoints, and does not
+/// count that against them: once the certificate comes, the endpoint is there, not ejected.
+#[tokio::test]
+async fn having_no_certificate_yet_does_not_eject_the_endpoints() {
+    let ca = Ca::ephemeral().unwrap();
+    let mesh = mesh(&ca, Some(PeerMtls::Strict), mesh_tls(&[REVIEWS]), false).await;
+    let mut config = mesh.client.proxy.config.load().config.as_ref().clone();
+    config.clusters.get_mut("mesh").unwrap().outlier_detection =
+        Some(trellis_proxy_config::OutlierDetection {
+            consecutive_5xx: Some(1),
+            consecutive_gateway_errors: None,
+            interval: trellis_proxy_config::Duration::from_millis(10_000),
+            base_ejection_time: trellis_proxy_config::Duration::from_millis(300_000),
+            max_ejection_percent: 100,
+            min_health_percent: 0,
+        });
+    // A proxy of its own, which has no certificate.
+    let uncertified = start(config).await;
+    for _ in 0..3 {
+        assert_eq!(get(&uncertified.url("/"), &[]).await.status, 503);
+    }
+    uncertified
+        .proxy
+        .certificates
+        .store(certify(&ca, PRODUCTPAGE, &[&ca]))
+        .unwrap();
+    let got = get(&uncertified.url("/"), &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+}

@@ -153,6 +153,20 @@ async fn simple_tls_checks_the_server_against_the_ca_file_and_the_names() {
     };
     assert_eq!(through(address, skipping).await.status, 200);
 
+    // Without names of its own, the server must carry the name asked for (SNI).
+    let asked_another = TlsOrigination {
+        sni: Some("other.example".into()),
+        ..simple.clone()
+    };
+    assert_eq!(through(address, asked_another).await.status, 503);
+    // A name that is neither a DNS name, an IP address nor a URI makes the TLS unusable
+    // (refused), rather than no name checked.
+    let unparseable = TlsOrigination {
+        subject_alt_names: vec!["not a name".into()],
+        ..simple.clone()
+    };
+    assert_eq!(through(address, unparseable).await.status, 503);
+
     let missing = TlsOrigination {
         ca_certificates: Some(dir.join("nowhere.pem").to_str().unwrap().to_owned()),
         ..simple
@@ -182,4 +196,28 @@ async fn mutual_tls_presents_the_client_certificate() {
     };
     let got = through(address, mutual).await;
     assert_eq!(got.status, 200, "{}", got.body);
+}
+
+#[tokio::test]
+async fn uri_names_of_any_scheme_are_checked() {
+    let dir = scratch("uri");
+    let ca = TestCa::new(&dir, "test-ca");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![NAME.to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI("urn:acme:db".try_into().unwrap()));
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let (cert_file, key_file) = (dir.join("uri-cert.pem"), dir.join("uri-key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let (_server, address) = s_server(&cert_file, &key_file, None);
+    let with = |name: &str| TlsOrigination {
+        ca_certificates: path(&ca.file),
+        sni: Some(NAME.into()),
+        subject_alt_names: vec![name.into()],
+        ..TlsOrigination::default()
+    };
+    assert_eq!(through(address, with("urn:acme:db")).await.status, 200);
+    assert_eq!(through(address, with("urn:acme:cache")).await.status, 503);
 }

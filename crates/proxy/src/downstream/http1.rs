@@ -651,6 +651,8 @@ impl RequestBody {
             written += ready!(side.io.poll_write_through(cx, &CONTINUE[written..]))?;
             self.continue_due = Some(written);
         }
+        // Written whole; due until it has left (nothing else writes until the body is read).
+        ready!(side.io.poll_flush_through(cx))?;
         self.continue_due = None;
         Poll::Ready(Ok(()))
     }

@@ -332,15 +332,14 @@ async fn send_with_retries(
         }
         let out_of_time = deadline.is_some_and(|d| clock::now() >= d);
         let may_retry = retry < attempts && !out_of_time;
-        // Outlier detection counts what the try got, whatever the retry policy makes of it.
-        cluster.report(
-            index,
-            match &result {
-                Ok(response) => response.status().as_u16(),
-                Err(TryFailure::Timeout) => 504,
-                Err(TryFailure::Send(_)) => 503,
-            },
-        );
+        // Outlier detection counts what the try got, whatever the retry policy makes of it
+        // (not the proxy's own failures, such as having no certificate yet).
+        match &result {
+            Ok(response) => cluster.report(index, response.status().as_u16()),
+            Err(TryFailure::Timeout) => cluster.report(index, 504),
+            Err(TryFailure::Send(error)) if error.is_local() => {}
+            Err(TryFailure::Send(_)) => cluster.report(index, 503),
+        }
         match result {
             Ok(response) => {
                 let round_trip = clock::now().saturating_duration_since(sent);

@@ -71,6 +71,12 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Whether the failure is the proxy's own (see [`super::secure::SecureError::is_local`]):
+    /// not the endpoint's, so outlier detection does not count it.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::Tls { source, .. } if source.is_local())
+    }
+
     /// Whether the endpoint was never reached (the request can go elsewhere untouched).
     pub fn is_connect_failure(&self) -> bool {
         matches!(

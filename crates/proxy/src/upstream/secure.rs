@@ -17,7 +17,7 @@ use trellis_proxy_config::{Cluster, Endpoint, MESH_TLS_LABEL, TlsOrigination, Up
 
 use crate::identity::Certificates;
 use crate::telemetry::DestinationEdges;
-use crate::tls::{Alpn, ChainVerifier, check_identity, provider};
+use crate::tls::{Alpn, ChainVerifier, IdentityError, check_identity, check_uris, provider};
 use crate::transport::Io;
 
 /// Where `SIMPLE` TLS finds the roots it trusts when the DestinationRule names none (Debian's
@@ -68,10 +68,18 @@ pub enum SecureError {
     NoCertificate,
     #[error("TLS to the endpoint is not usable: {0}")]
     Unusable(String),
-    #[error("the TLS handshake failed: {0}")]
-    Handshake(std::io::Error),
-    #[error("{0}")]
-    Identity(String),
+    #[error("the TLS handshake failed")]
+    Handshake(#[source] std::io::Error),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl SecureError {
+    /// Whether the failure is the proxy's own (no certificate yet, credentials it cannot
+    /// read), which says nothing of the endpoint: outlier detection must not count it.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::NoCertificate | Self::Unusable(_))
+    }
 }
 
 impl Security {
@@ -100,9 +108,12 @@ impl Security {
                     .and_then(|s| ServerName::try_from(s.to_owned()).ok()),
                 destinations: destinations.clone(),
             },
-            Some(UpstreamTls::Origination(_)) => {
-                origination.map_or(Self::Plain, |o| Self::Origination(o.clone()))
-            }
+            // Never plaintext where TLS was asked for: without its files read, it is made here.
+            Some(UpstreamTls::Origination(tls)) => Self::Origination(
+                origination
+                    .cloned()
+                    .unwrap_or_else(|| Origination::new(tls, &cluster.name)),
+            ),
         }
     }
 
@@ -128,8 +139,7 @@ impl Security {
                     .connect(name, stream)
                     .await
                     .map_err(SecureError::Handshake)?;
-                let identity = check_identity(tls.get_ref().1.peer_certificates(), identities)
-                    .map_err(SecureError::Identity)?;
+                let identity = check_identity(tls.get_ref().1.peer_certificates(), identities)?;
                 Ok((Io::Tls(Box::new(tls.into())), Some(Arc::from(identity))))
             }
             Self::Origination(origination) => {
@@ -148,8 +158,7 @@ impl Security {
                     .await
                     .map_err(SecureError::Handshake)?;
                 if !origination.uris.is_empty() {
-                    check_identity(tls.get_ref().1.peer_certificates(), &origination.uris)
-                        .map_err(SecureError::Identity)?;
+                    check_uris(tls.get_ref().1.peer_certificates(), &origination.uris)?;
                 }
                 Ok((Io::Tls(Box::new(tls.into())), None))
             }
@@ -173,27 +182,51 @@ impl Origination {
             .subject_alt_names
             .iter()
             .cloned()
-            .partition(|name| !name.contains("://"));
-        let names: Vec<ServerName<'static>> = dns
-            .into_iter()
-            .filter_map(|n| ServerName::try_from(n).ok())
-            .collect();
-        let name = tls
-            .sni
-            .clone()
-            .and_then(|s| ServerName::try_from(s).ok())
-            .or_else(|| names.first().cloned())
+            .partition(|name| !is_uri(name));
+        let sni = tls.sni.clone().and_then(|s| ServerName::try_from(s).ok());
+        // Without names of its own, the server must carry the name it is asked for (SNI).
+        let names: Result<Vec<ServerName<'static>>, String> = if dns.is_empty() && uris.is_empty() {
+            Ok(sni.iter().cloned().collect())
+        } else {
+            dns.into_iter()
+                .map(|n| {
+                    ServerName::try_from(n.clone()).map_err(|_| {
+                        format!(
+                            "subjectAltNames: {n:?} is neither a DNS name, an IP address nor a URI"
+                        )
+                    })
+                })
+                .collect()
+        };
+        let name = sni
+            .or_else(|| names.as_ref().ok().and_then(|n| n.first().cloned()))
             .unwrap_or_else(|| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()));
-        let configs = client_configs(tls, names).map_err(|error| {
-            tracing::warn!(%cluster, "TLS origination is not usable: {error}");
-            format!("cluster {cluster}: {error}")
-        });
+        let configs = names
+            .and_then(|names| client_configs(tls, names))
+            .map_err(|error| {
+                tracing::warn!(%cluster, "TLS origination is not usable: {error}");
+                format!("cluster {cluster}: {error}")
+            });
         Arc::new(Self {
             configs,
             name,
             uris,
         })
     }
+}
+
+/// Whether a subject alternative name is a URI (`spiffe://...`, `urn:...`): a scheme and a
+/// colon, and not an IP address (IPv6 addresses have colons too).
+fn is_uri(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    name.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 fn client_configs(
