@@ -1,0 +1,77 @@
+//! `trellis-demo`: one of the demo application's services (see the library's documentation).
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trellis_demo::{Options, Role, StarColor, Upstreams};
+
+/// One service of the demo application (a Bookinfo-like book page).
+#[derive(Debug, Parser)]
+#[command(name = "trellis-demo", version)]
+struct Args {
+    /// productpage, details, reviews or ratings.
+    #[arg(long, env = "TRELLIS_DEMO_ROLE")]
+    role: String,
+    /// The reviews version: v1 (no ratings), v2 (black stars) or v3 (red stars).
+    #[arg(long, env = "TRELLIS_DEMO_VERSION", default_value = "v1")]
+    version: String,
+    /// Where to listen.
+    #[arg(long, env = "TRELLIS_DEMO_LISTEN", default_value = "0.0.0.0:9080")]
+    listen: std::net::SocketAddr,
+    /// The details service (productpage calls it).
+    #[arg(long, env = "DETAILS_URL", default_value = "http://details:9080")]
+    details: String,
+    /// The reviews service (productpage calls it).
+    #[arg(long, env = "REVIEWS_URL", default_value = "http://reviews:9080")]
+    reviews: String,
+    /// The ratings service (reviews v2 and v3 call it).
+    #[arg(long, env = "RATINGS_URL", default_value = "http://ratings:9080")]
+    ratings: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let role = match args.role.as_str() {
+        "productpage" => Role::Productpage,
+        "details" => Role::Details,
+        "ratings" => Role::Ratings,
+        "reviews" => Role::Reviews(StarColor::from_version(&args.version).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--version {:?}: reviews comes as v1, v2 or v3",
+                args.version
+            )
+        })?),
+        other => anyhow::bail!(
+            "--role {other:?}: the roles are productpage, details, reviews and ratings"
+        ),
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(role = %args.role, address = %listener.local_addr()?, "listening");
+    let options = Options {
+        role,
+        upstreams: Upstreams {
+            details: args.details,
+            reviews: args.reviews,
+            ratings: args.ratings,
+        },
+        pod: std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("{}-{}", args.role, args.version)),
+    };
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    trellis_demo::serve(listener, options, stopped).await;
+    Ok(())
+}
