@@ -27,7 +27,6 @@ use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection};
 use tokio::sync::watch;
-use trellis_identity::pem::{Pem, certificate};
 use trellis_identity::{Ca, SpiffeId, new_workload_key};
 use trellis_proxy::Proxy;
 use trellis_proxy::identity::Certified;
@@ -223,16 +222,7 @@ fn certify(ca: &Ca, identity: &str) -> Certified {
     let issued = ca
         .sign(&key.csr, &id, Duration::from_secs(3600))
         .expect("a certificate");
-    let leaf = Pem::one(&issued.chain[0], "CERTIFICATE").expect("PEM");
-    let info = certificate(&leaf.der).expect("a certificate");
-    Certified {
-        identity: id.uri(),
-        chain: issued.chain,
-        key: key.key.serialize_pem(),
-        not_before: info.not_before,
-        not_after: info.not_after,
-        roots: vec![ca.root_pem().to_owned()],
-    }
+    Certified::from_chain(&id, issued.chain, key.key.serialize_pem()).expect("a usable chain")
 }
 
 /// Requests to `address` at [`RATE`] for [`ROUND`], spread over [`CONNECTIONS`] connections;

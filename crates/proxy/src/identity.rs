@@ -164,27 +164,39 @@ async fn request(options: &IdentityOptions, identity: &SpiffeId) -> Result<Certi
         .map_err(|status| format!("the CA refused: {}", status.message()))?
         .into_inner()
         .cert_chain;
-    let leaf = chain.first().ok_or("the CA sent no certificate")?;
-    let bundle = chain
-        .last()
-        .filter(|_| chain.len() > 1)
-        .ok_or("the CA sent no trust bundle")?;
-    let roots = trellis_identity::pem::Pem::all(bundle, "CERTIFICATE")
-        .map_err(|e| format!("the CA's trust bundle {e}"))?
-        .into_iter()
-        .map(|root| root.text)
-        .collect();
-    let der = trellis_identity::pem::Pem::one(leaf, "CERTIFICATE")?;
-    let info = trellis_identity::pem::certificate(&der.der)?;
-    if info.uris != [identity.uri()] {
-        return Err(format!("the CA certified {:?}, not {identity}", info.uris));
+    Certified::from_chain(identity, chain, key.key.serialize_pem())
+}
+
+impl Certified {
+    /// A chain as the CA answers (the certificate first, the trust bundle last) and its key;
+    /// an error when the chain does not certify `identity` alone.
+    pub fn from_chain(
+        identity: &SpiffeId,
+        chain: Vec<String>,
+        key: String,
+    ) -> Result<Self, String> {
+        let leaf = chain.first().ok_or("the CA sent no certificate")?;
+        let bundle = chain
+            .last()
+            .filter(|_| chain.len() > 1)
+            .ok_or("the CA sent no trust bundle")?;
+        let roots = trellis_identity::pem::Pem::all(bundle, "CERTIFICATE")
+            .map_err(|e| format!("the CA's trust bundle {e}"))?
+            .into_iter()
+            .map(|root| root.text)
+            .collect();
+        let der = trellis_identity::pem::Pem::one(leaf, "CERTIFICATE")?;
+        let info = trellis_identity::pem::certificate(&der.der)?;
+        if info.uris != [identity.uri()] {
+            return Err(format!("the CA certified {:?}, not {identity}", info.uris));
+        }
+        Ok(Self {
+            identity: identity.uri(),
+            roots,
+            chain,
+            key,
+            not_before: info.not_before,
+            not_after: info.not_after,
+        })
     }
-    Ok(Certified {
-        identity: identity.uri(),
-        roots,
-        chain,
-        key: key.key.serialize_pem(),
-        not_before: info.not_before,
-        not_after: info.not_after,
-    })
 }

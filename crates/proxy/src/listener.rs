@@ -26,6 +26,7 @@ use crate::Proxy;
 use crate::detect::{self, Prefixed, Protocol};
 use crate::http::Downstream;
 use crate::telemetry::InboundPeer;
+use crate::tls::Secured;
 use crate::transport::Io;
 
 /// A client has this long to send a request's headers.
@@ -449,23 +450,6 @@ async fn connection(
                 }
                 (_, None) => {}
             }
-        }
-    }
-}
-
-/// An accepted connection after the listener's TLS, if it has any.
-#[derive(Debug)]
-pub struct Secured {
-    pub io: Io,
-    /// The client's SPIFFE id, when it came over the mesh's mutual TLS.
-    pub peer_identity: Option<Arc<str>>,
-}
-
-impl Secured {
-    pub fn plain(stream: TcpStream) -> Self {
-        Self {
-            io: Io::Plain(stream),
-            peer_identity: None,
         }
     }
 }

@@ -26,7 +26,6 @@ use trellis_proxy_config::PeerMtls;
 
 use crate::Proxy;
 use crate::identity::Certified;
-use crate::listener::Secured;
 use crate::transport::Io;
 
 /// The application protocols an inbound listener offers, in its order of preference.
@@ -78,9 +77,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 pub struct MeshTls {
     pub server: Arc<ServerConfig>,
-    http1: Arc<ClientConfig>,
-    http2: Arc<ClientConfig>,
-    opaque: Arc<ClientConfig>,
+    clients: ClientConfigs,
     /// The proxy's own SPIFFE id.
     pub identity: String,
 }
@@ -134,15 +131,39 @@ impl MeshTls {
         };
         Ok(Self {
             server: Arc::new(server),
-            http1: client(&[b"http/1.1"])?,
-            http2: client(&[b"h2"])?,
-            opaque: client(&[])?,
+            clients: ClientConfigs::build(client)?,
             identity: certified.identity.clone(),
         })
     }
 
     /// The client configuration for a connection that will speak `alpn`.
     pub fn client(&self, alpn: Alpn) -> &Arc<ClientConfig> {
+        self.clients.get(alpn)
+    }
+}
+
+/// One client configuration per protocol a connection announces by ALPN (rustls sets ALPN
+/// per configuration).
+#[derive(Debug)]
+pub(crate) struct ClientConfigs {
+    http1: Arc<ClientConfig>,
+    http2: Arc<ClientConfig>,
+    opaque: Arc<ClientConfig>,
+}
+
+impl ClientConfigs {
+    /// The three, each made by `make` from its ALPN protocol list.
+    pub(crate) fn build<E>(
+        mut make: impl FnMut(&[&[u8]]) -> Result<Arc<ClientConfig>, E>,
+    ) -> Result<Self, E> {
+        Ok(Self {
+            http1: make(&[b"http/1.1"])?,
+            http2: make(&[b"h2"])?,
+            opaque: make(&[])?,
+        })
+    }
+
+    pub(crate) fn get(&self, alpn: Alpn) -> &Arc<ClientConfig> {
         match alpn {
             Alpn::Http1 => &self.http1,
             Alpn::Http2 => &self.http2,
@@ -269,6 +290,23 @@ pub fn check_uris(
         Err(IdentityError::NoUri {
             expected: expected.to_vec(),
         })
+    }
+}
+
+/// An accepted connection after the listener's TLS, if it has any.
+#[derive(Debug)]
+pub struct Secured {
+    pub io: Io,
+    /// The client's SPIFFE id, when it came over the mesh's mutual TLS.
+    pub peer_identity: Option<Arc<str>>,
+}
+
+impl Secured {
+    pub fn plain(stream: TcpStream) -> Self {
+        Self {
+            io: Io::Plain(stream),
+            peer_identity: None,
+        }
     }
 }
 

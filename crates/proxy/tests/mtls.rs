@@ -28,14 +28,9 @@ fn certify(ca: &Ca, identity: &str, trusted: &[&Ca]) -> Certified {
     let id: SpiffeId = identity.parse().unwrap();
     let key = new_workload_key(&id).unwrap();
     let issued = ca.sign(&key.csr, &id, Duration::from_secs(3600)).unwrap();
-    let info = certificate(&Pem::one(&issued.chain[0], "CERTIFICATE").unwrap().der).unwrap();
     Certified {
-        identity: id.uri(),
-        chain: issued.chain,
-        key: key.key.serialize_pem(),
-        not_before: info.not_before,
-        not_after: info.not_after,
         roots: trusted.iter().map(|ca| ca.root_pem().to_owned()).collect(),
+        ..Certified::from_chain(&id, issued.chain, key.key.serialize_pem()).unwrap()
     }
 }
 

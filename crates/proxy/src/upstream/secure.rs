@@ -17,7 +17,9 @@ use trellis_proxy_config::{Cluster, Endpoint, MESH_TLS_LABEL, TlsOrigination, Up
 
 use crate::identity::Certificates;
 use crate::telemetry::DestinationEdges;
-use crate::tls::{Alpn, ChainVerifier, IdentityError, check_identity, check_uris, provider};
+use crate::tls::{
+    Alpn, ChainVerifier, ClientConfigs, IdentityError, check_identity, check_uris, provider,
+};
 use crate::transport::Io;
 
 /// Where `SIMPLE` TLS finds the roots it trusts when the DestinationRule names none (Debian's
@@ -54,7 +56,7 @@ impl std::fmt::Debug for Security {
 /// TLS with file credentials, ready to connect; or why it cannot be.
 #[derive(Debug)]
 pub struct Origination {
-    configs: Result<[Arc<ClientConfig>; 3], String>,
+    configs: Result<ClientConfigs, String>,
     name: ServerName<'static>,
     /// URI names the server's certificate must carry (DNS and IP names are checked in the
     /// handshake).
@@ -147,12 +149,7 @@ impl Security {
                     .configs
                     .as_ref()
                     .map_err(|e| SecureError::Unusable(e.clone()))?;
-                let config = match alpn {
-                    Alpn::Http1 => &configs[0],
-                    Alpn::Http2 => &configs[1],
-                    Alpn::Opaque => &configs[2],
-                };
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let connector = tokio_rustls::TlsConnector::from(configs.get(alpn).clone());
                 let tls = connector
                     .connect(origination.name.clone(), stream)
                     .await
@@ -232,7 +229,7 @@ fn is_uri(name: &str) -> bool {
 fn client_configs(
     tls: &TlsOrigination,
     names: Vec<ServerName<'static>>,
-) -> Result<[Arc<ClientConfig>; 3], String> {
+) -> Result<ClientConfigs, String> {
     let read =
         |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     let mut roots = RootCertStore::empty();
@@ -290,5 +287,5 @@ fn client_configs(
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     };
-    Ok([config(&[b"http/1.1"])?, config(&[b"h2"])?, config(&[])?])
+    ClientConfigs::build(config)
 }
