@@ -9,6 +9,7 @@ mod analyze;
 mod control;
 mod explain;
 mod inspect;
+mod mesh;
 mod token;
 
 use std::process::ExitCode;
@@ -43,6 +44,22 @@ enum Command {
     /// destination and policies, each with the resource it came from; or why it gets a 404 or
     /// 503.
     Explain(explain::Args),
+    /// Run the local mesh: the control plane, a pod per workload replica with its sidecar and
+    /// traffic capture, and an ingress gateway, until Ctrl-C (needs root).
+    Up(mesh::UpArgs),
+    /// Stop the local mesh and remove everything it created.
+    Down(mesh::DownArgs),
+    /// Show the local mesh's pods and services.
+    Status(mesh::StatusArgs),
+    /// Put Istio resources into the running local mesh's configuration (replacing those of
+    /// the same kind, namespace and name).
+    Apply(mesh::ApplyArgs),
+    /// Remove Istio resources from the running local mesh's configuration.
+    Delete(mesh::ApplyArgs),
+    /// Print a pod's logs (or the control plane's: `control`).
+    Logs(mesh::LogsArgs),
+    /// Run a command inside a pod's network, as its application runs.
+    Exec(mesh::ExecArgs),
     /// Get a bootstrap token for a workload identity (<namespace>/<service-account>), for its
     /// proxy to show the control plane's CA (`trellis-proxy --token-file`).
     Token(token::Args),
@@ -57,6 +74,13 @@ fn main() -> ExitCode {
         Command::ProxyConfig(args) => inspect::config(args),
         Command::Explain(args) => explain::run(args),
         Command::Token(args) => token::run(args),
+        Command::Up(args) => mesh::up(args),
+        Command::Down(args) => mesh::down(args),
+        Command::Status(args) => mesh::status(args),
+        Command::Apply(args) => mesh::apply(args),
+        Command::Delete(args) => mesh::delete(args),
+        Command::Logs(args) => mesh::logs(args),
+        Command::Exec(args) => mesh::exec(args),
     };
     match outcome {
         Ok(code) => code,

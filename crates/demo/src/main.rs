@@ -7,7 +7,7 @@ use trellis_demo::{Options, Role, StarColor, Upstreams};
 
 /// One service of the demo application (a Bookinfo-like book page).
 #[derive(Debug, Parser)]
-#[command(name = "trellis-demo", version)]
+#[command(name = "trellis-demo", disable_version_flag = true)]
 struct Args {
     /// productpage, details, reviews or ratings.
     #[arg(long, env = "TRELLIS_DEMO_ROLE")]

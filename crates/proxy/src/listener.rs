@@ -35,6 +35,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long a detecting listener waits for a client's first bytes.
 pub const DEFAULT_DETECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// The listener that captured inbound traffic arrives at (Istio's `virtualInbound`, port
+/// 15006): each connection is served by the inbound listener of its original destination.
+pub const VIRTUAL_INBOUND: &str = "virtualInbound";
 
 /// Connections open across all listeners, so drain can wait for them.
 #[derive(Debug, Default)]
@@ -365,17 +368,27 @@ async fn connection(
     drain: watch::Receiver<bool>,
 ) {
     let snapshot = proxy.config.load();
-    let Some(spec) = snapshot
-        .config
-        .listeners
-        .iter()
-        .find(|l| l.name == listener)
-    else {
-        return; // the listener was removed from the configuration
+    let (spec, local) = if listener == VIRTUAL_INBOUND {
+        match captured_inbound(&snapshot.config.listeners, &stream) {
+            Some(found) => found,
+            None => return,
+        }
+    } else {
+        match snapshot
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+        {
+            Some(spec) => (spec, local),
+            None => return, // the listener was removed from the configuration
+        }
     };
     let protocol = spec.protocol.clone();
     let mtls = spec.mtls;
     let inbound = spec.inbound;
+    let name = spec.name.clone();
+    let listener = name.as_str();
     drop(snapshot);
     let secured = match mtls {
         None => Secured::plain(stream),
@@ -452,6 +465,36 @@ async fn connection(
             }
         }
     }
+}
+
+/// The inbound listener a captured connection was headed for, and the original destination
+/// (`SO_ORIGINAL_DST`, which iptables' `REDIRECT` keeps): the listener on that very address,
+/// else the inbound listener on its port. `None` (the connection is closed) for a port the
+/// workload does not serve, and for a connection made to the capture port itself.
+fn captured_inbound<'a>(
+    listeners: &'a [trellis_proxy_config::Listener],
+    stream: &TcpStream,
+) -> Option<(&'a trellis_proxy_config::Listener, SocketAddr)> {
+    let socket = socket2::SockRef::from(stream);
+    let original = match stream.local_addr() {
+        Ok(SocketAddr::V6(_)) => socket.original_dst_v6(),
+        _ => socket.original_dst_v4(),
+    };
+    let original = match original.map(|a| a.as_socket()) {
+        Ok(Some(original)) => original,
+        Ok(None) | Err(_) => {
+            tracing::debug!("captured connection without an original destination; closed");
+            return None;
+        }
+    };
+    let inbound = || listeners.iter().filter(|l| l.inbound);
+    let found = inbound()
+        .find(|l| l.address == original)
+        .or_else(|| inbound().find(|l| l.address.port() == original.port()));
+    if found.is_none() {
+        tracing::debug!(%original, "captured inbound connection to a port the workload does not serve; closed");
+    }
+    found.map(|spec| (spec, original))
 }
 
 /// Who an HTTP connection is with, and where its requests are routed.

@@ -61,6 +61,13 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1", env = "TRELLIS_APP_IP")]
     app_ip: IpAddr,
 
+    /// With --xds, for a sidecar whose inbound traffic is captured (iptables `REDIRECT`, as a
+    /// pod's capture rules do): where it arrives. Each connection is then served by the
+    /// inbound listener of its original destination, and inbound listeners bind nothing of
+    /// their own (the application holds their ports).
+    #[arg(long, value_name = "ADDR", env = "TRELLIS_INBOUND_CAPTURE")]
+    inbound_capture: Option<SocketAddr>,
+
     /// With --xds: a file holding the bootstrap token the control plane issued for this
     /// workload's identity (`POST /tokens`); the proxy shows it to the control plane's CA to
     /// get its certificate. `TRELLIS_TOKEN` may hold the token itself instead.
@@ -274,7 +281,12 @@ async fn run(
     set_log_level: admin::SetLogLevel,
 ) -> anyhow::Result<()> {
     let (drain, draining) = watch::channel(false);
-    let workers = trellis_proxy::worker::run(&proxy, usize::from(args.concurrency), &draining)?;
+    let workers = trellis_proxy::worker::run(
+        &proxy,
+        usize::from(args.concurrency),
+        &draining,
+        args.inbound_capture,
+    )?;
     let workers = Arc::new(Mutex::new(workers));
     let admin_listener = TcpListener::bind(args.admin_address)
         .await

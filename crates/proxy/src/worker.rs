@@ -62,6 +62,9 @@ pub struct Workers {
     commands: Vec<mpsc::UnboundedSender<Serve>>,
     /// Listeners being served, by name.
     serving: BTreeMap<String, Serving>,
+    /// Where captured inbound traffic arrives, if it is captured: inbound listeners are then
+    /// not bound themselves but served through [`listener::VIRTUAL_INBOUND`] there.
+    inbound_capture: Option<SocketAddr>,
 }
 
 /// A listener socket for one worker to serve until `stop` turns true.
@@ -104,11 +107,20 @@ impl Workers {
     /// address changed) once per worker, and stops accepting on those no longer configured
     /// (their connections drain and close as after SIGTERM; the others are untouched). A
     /// listener that cannot be bound is reported, named, and left out; the rest apply.
+    ///
+    /// Under inbound capture the inbound listeners are served by one listener at the capture
+    /// address instead, which hands each connection to the inbound listener of its original
+    /// destination.
     pub fn apply(&mut self, listeners: &[Listener]) -> Vec<io::Error> {
-        let wanted: BTreeMap<&str, SocketAddr> = listeners
+        let capture = self.inbound_capture;
+        let mut wanted: BTreeMap<&str, SocketAddr> = listeners
             .iter()
+            .filter(|l| !(l.inbound && capture.is_some()))
             .map(|l| (l.name.as_str(), l.address))
             .collect();
+        if let Some(address) = capture {
+            wanted.insert(listener::VIRTUAL_INBOUND, address);
+        }
         self.serving.retain(|name, serving| {
             let keep = wanted.get(name.as_str()) == Some(&serving.configured);
             if !keep {
@@ -165,7 +177,16 @@ impl Workers {
 /// per worker; the workers serve them until `drain` turns true, then wait for their connections
 /// to end. Call [`set_count`] before the proxy compiles configuration, so that per-worker state
 /// is sized for the workers. Listeners change later with [`Workers::apply`].
-pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> io::Result<Workers> {
+///
+/// With `inbound_capture`, inbound traffic is redirected to that address (iptables `REDIRECT`,
+/// as a pod's capture rules do) and served by the inbound listener of each connection's
+/// original destination.
+pub fn run(
+    proxy: &Arc<Proxy>,
+    count: usize,
+    drain: &watch::Receiver<bool>,
+    inbound_capture: Option<SocketAddr>,
+) -> io::Result<Workers> {
     let count = count.max(1);
     let mut threads = Vec::new();
     let mut commands = Vec::new();
@@ -190,6 +211,7 @@ pub fn run(proxy: &Arc<Proxy>, count: usize, drain: &watch::Receiver<bool>) -> i
         threads,
         commands,
         serving: BTreeMap::new(),
+        inbound_capture,
     };
     if let Some(error) = workers
         .apply(&proxy.config.load().config.listeners)
