@@ -378,7 +378,7 @@ fn describe(resource: &trellis_api::Resource) -> String {
         "{}.{}/{}",
         resource.kind().name().to_lowercase(),
         info.group,
-        resource.display_name()
+        resource.meta().name
     )
 }
 

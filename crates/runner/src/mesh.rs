@@ -395,6 +395,12 @@ async fn run(
                 .find(|p| p.role == PodRole::Gateway)
                 .map(|p| SocketAddr::new(p.address, GATEWAY_HTTP_PORT))
                 .expect("the mesh has its gateway");
+            let proxies = pods.iter().filter(|p| p.role != PodRole::Plain).count();
+            if let Err(behind) = settled(&plane, proxies).await {
+                progress(&format!(
+                    "the proxies have not all acknowledged the latest configuration yet: {behind}"
+                ));
+            }
             tokio::spawn(forward(ingress, gateway, stopping.clone()));
             progress(&format!(
                 "ready in {:.1} s: ingress gateway at http://{ingress_address}",
@@ -412,6 +418,38 @@ async fn run(
     let _ = plane_stop.send(true);
     let _ = server.await;
     outcome
+}
+
+/// Waits until every proxy has acknowledged the configuration of the mesh as it is now, with
+/// every pod registered (each registration changes every proxy's view); the proxies that have
+/// not, after [`READY_DEADLINE`].
+async fn settled(plane: &ControlPlane, proxies: usize) -> Result<(), String> {
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        let version = plane.mesh().version;
+        let statuses = plane.proxies();
+        let behind: Vec<String> = statuses
+            .iter()
+            .filter(|p| {
+                p.mesh_version != version
+                    || p.types
+                        .values()
+                        .any(|t| t.sent != t.acked || t.nacked.is_some())
+            })
+            .map(|p| p.id.clone())
+            .collect();
+        if statuses.len() >= proxies && behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} of {proxies} connected; behind: {}",
+                statuses.len(),
+                behind.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 fn containers_of(pod: &Pod) -> Vec<String> {
