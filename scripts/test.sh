@@ -16,6 +16,13 @@ step() { printf '\n== %s\n' "$*"; }
 step "tools the tests use"
 need=()
 command -v openssl >/dev/null || need+=(openssl)
+# The local mesh's end-to-end test: network namespaces, capture rules, a packet capture.
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables-restore >/dev/null || need+=(iptables)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v sysctl >/dev/null || need+=(procps)
+command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   scripts/apt-install.sh "${need[@]}"
 fi
