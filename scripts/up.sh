@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local mesh from a fresh machine: installs the tools it needs (iproute2, iptables,
-# setpriv, sysctl), builds Trellis as it ships, and runs `trellis up` with the demo
-# application until Ctrl-C. Arguments go to `trellis up` (`scripts/up.sh my-app/`).
+# setpriv, sysctl; as root, since only root uses them), builds Trellis as it ships, and runs
+# `trellis up` with the demo application until Ctrl-C. Arguments go to `trellis up`
+# (`scripts/up.sh my-app/`). Without root, `trellis up` runs in loopback mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables-restore >/dev/null || need+=(iptables)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v sysctl >/dev/null || need+=(procps)
-if [ ${#need[@]} -gt 0 ]; then
+if [ "$(id -u)" = 0 ] && [ ${#need[@]} -gt 0 ]; then
   scripts/apt-install.sh "${need[@]}"
 fi
 

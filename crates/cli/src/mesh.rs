@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use trellis_runner::mesh::{CONTROL_LOG, PROXY_CONTAINER, log_path};
 use trellis_runner::state::{PodState, default_run_dir};
-use trellis_runner::{Cidr, Names, Phase, State, config_dir};
+use trellis_runner::{Cidr, Mode, Names, Phase, State, config_dir};
 
 /// The demo application, bundled: what `trellis up` runs without a directory.
 const DEMO_FILES: [(&str, &str); 2] = [
@@ -72,9 +72,15 @@ pub(crate) struct UpArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     which: Which,
-    /// The pods' addresses (the first is the host's end of the bridge).
-    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16")]
-    pod_cidr: Cidr,
+    /// Run on loopback addresses without network namespaces or traffic capture: each
+    /// application listens on its own address (TRELLIS_LISTEN_IP) and reaches services through
+    /// its sidecar (HTTP_PROXY). The mode without root.
+    #[arg(long)]
+    loopback: bool,
+    /// The pods' addresses; the first is the control plane's (the host's end of the bridge).
+    /// Default: 10.244.0.0/16, or 127.1.0.0/16 on loopback.
+    #[arg(long, value_name = "CIDR")]
+    pod_cidr: Option<Cidr>,
     /// The services' virtual IPs.
     #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/16")]
     service_cidr: Cidr,
@@ -100,6 +106,26 @@ pub(crate) struct UpArgs {
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let names = args.which.names()?;
     let run_dir = args.which.run_dir();
+    let mode = if args.loopback {
+        Mode::Loopback
+    } else if trellis_runner::process::is_root() {
+        Mode::Namespaces
+    } else {
+        println!(
+            "trellis up: not root, so no network namespaces or traffic capture: running on loopback \
+             addresses, where each application listens on TRELLIS_LISTEN_IP and reaches services \
+             through its sidecar (HTTP_PROXY); run as root for the full mesh (docs/local-mesh.md)"
+        );
+        Mode::Loopback
+    };
+    let pod_cidr = args.pod_cidr.unwrap_or_else(|| {
+        match mode {
+            Mode::Namespaces => "10.244.0.0/16",
+            Mode::Loopback => "127.1.0.0/16",
+        }
+        .parse()
+        .expect("a network")
+    });
     let logs = run_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let control_log = std::fs::File::create(logs.join(CONTROL_LOG))
@@ -126,9 +152,10 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let demo = args.paths.is_empty();
     let options = trellis_runner::Options {
         sources,
+        mode,
         names,
         run_dir,
-        pod_cidr: args.pod_cidr,
+        pod_cidr,
         service_cidr: args.service_cidr,
         ingress: args.ingress,
         debug_listen: args.debug_listen,
@@ -209,10 +236,21 @@ pub(crate) fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
             trellis_runner::process::signal(state.pid, "KILL");
         }
     }
-    if !trellis_runner::process::is_root() {
-        bail!("removing network namespaces needs root (sudo trellis down)");
+    let state = State::read(&run_dir)?;
+    if let Some(state) = &state {
+        let killed = state.kill_recorded();
+        if killed > 0 {
+            println!("stopped {killed} processes it left");
+        }
     }
-    let left = trellis_runner::net::sweep(&names)?;
+    let loopback = state.as_ref().is_some_and(|s| s.mode == Mode::Loopback);
+    let left = if trellis_runner::process::is_root() {
+        trellis_runner::net::sweep(&names)?
+    } else if loopback || state.is_none() {
+        trellis_runner::net::Leftovers::default()
+    } else {
+        bail!("removing network namespaces needs root (sudo trellis down)");
+    };
     let _ = std::fs::remove_file(State::file(&run_dir));
     if left.is_empty() {
         println!("mesh {:?} is down; nothing left behind", args.which.mesh);
@@ -247,8 +285,8 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     println!(
-        "mesh {:?}: control plane {} (debug API {}), ingress gateway http://{}",
-        state.mesh, state.xds, state.debug, state.ingress
+        "mesh {:?} ({}): control plane {} (debug API {}), ingress gateway http://{}",
+        state.mesh, state.mode, state.xds, state.debug, state.ingress
     );
     println!();
     let mut rows = vec![[
@@ -488,11 +526,28 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let Some(pod) = state.pods_named(&args.pod).into_iter().next() else {
         bail!("no pod or workload {:?}", args.pod);
     };
-    let status = std::process::Command::new("ip")
-        .args(["netns", "exec", &pod.netns])
-        .args(&args.command)
-        .status()
-        .context("running ip netns exec")?;
+    let status = match state.mode {
+        Mode::Namespaces => std::process::Command::new("ip")
+            .args(["netns", "exec", &pod.netns])
+            .args(&args.command)
+            .status()
+            .context("running ip netns exec")?,
+        // No namespace to enter: the pod's environment is its way to its sidecar.
+        Mode::Loopback => {
+            let (program, rest) = args.command.split_first().expect("a command is required");
+            let mut command = std::process::Command::new(program);
+            command.args(rest);
+            if pod.role == trellis_runner::plan::PodRole::Sidecar {
+                let via = format!("http://{}:15001", pod.address);
+                for name in ["HTTP_PROXY", "http_proxy"] {
+                    command.env(name, &via);
+                }
+            }
+            command
+                .status()
+                .with_context(|| format!("running {program}"))?
+        }
+    };
     Ok(ExitCode::from(
         u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
     ))

@@ -167,21 +167,55 @@ fn is_root() -> bool {
     run("id", &["-u"]).trim() == "0"
 }
 
-#[test]
-fn the_demo_mesh_routes_secures_and_cleans_up() {
+/// `trellis up` with the mesh's files, until it says it is ready.
+fn start(name: &str, files: &Path, run_dir: PathBuf, extra: &[&str]) -> Mesh {
+    let started = Instant::now();
+    let up = Command::new(TRELLIS)
+        .arg("up")
+        .arg(files)
+        .args(["--mesh", name])
+        .args(["--ingress", "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("trellis up starts");
+    let mut mesh = Mesh {
+        name: name.to_owned(),
+        run_dir,
+        up,
+    };
+    let stdout = mesh.up.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            said.push(line.clone());
+            if line.starts_with("trellis up: ready in") {
+                let _ = ready_tx.send(said.clone());
+            }
+        }
+    });
+    let said = ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("trellis up says it is ready");
     assert!(
-        is_root(),
-        "the local mesh needs root (network namespaces, iptables); CI runs as root"
+        !said.iter().any(|l| l.contains("have not all acknowledged")),
+        "every proxy has the mesh as started: {said:#?}"
     );
-    let bin = Path::new(TRELLIS).parent().unwrap();
-    for program in ["trellis-proxy", "trellis-demo"] {
-        assert!(
-            bin.join(program).is_file(),
-            "{program} is not built beside trellis; run `cargo build --workspace --bins`"
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("trellis-local-mesh-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "mesh {name} started in {:.2} s (process start to ready)",
+        started.elapsed().as_secs_f64()
+    );
+    mesh
+}
+
+/// The demo's files, and a client pod without a sidecar, in a directory of their own.
+fn demo_files(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
     let files = dir.join("mesh");
     std::fs::create_dir_all(&files).unwrap();
     for file in [
@@ -193,53 +227,44 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         std::fs::copy(Path::new(BOOKINFO).join(file), files.join(name)).unwrap();
     }
     std::fs::write(files.join("client.yaml"), CLIENT).unwrap();
+    std::fs::write(dir.join("strict.yaml"), STRICT).unwrap();
+    files
+}
+
+fn traffic(name: &str) -> PathBuf {
+    Path::new(BOOKINFO).join("traffic").join(name)
+}
+
+/// Root (network namespaces, iptables; CI runs as root), and `trellis-proxy` and
+/// `trellis-demo` built beside `trellis`.
+fn can_run() {
+    assert!(
+        is_root(),
+        "the local mesh's tests need root (network namespaces, iptables); CI runs as root"
+    );
+    let bin = Path::new(TRELLIS).parent().unwrap();
+    for program in ["trellis-proxy", "trellis-demo"] {
+        assert!(
+            bin.join(program).is_file(),
+            "{program} is not built beside trellis; run `cargo build --workspace --bins`"
+        );
+    }
+}
+
+#[test]
+fn the_demo_mesh_routes_secures_and_cleans_up() {
+    can_run();
+    let dir = std::env::temp_dir().join(format!("trellis-local-mesh-{}", std::process::id()));
+    let files = demo_files(&dir);
     let strict = dir.join("strict.yaml");
-    std::fs::write(&strict, STRICT).unwrap();
-    let traffic = |name: &str| Path::new(BOOKINFO).join("traffic").join(name);
 
     // Up.
     let name = format!("t{}", std::process::id() % 100_000_000);
-    let run_dir = dir.join("run");
-    let started = Instant::now();
-    let up = Command::new(TRELLIS)
-        .arg("up")
-        .arg(&files)
-        .args([
-            "--mesh",
-            &name,
-            "--pod-cidr",
-            POD_CIDR,
-            "--service-cidr",
-            SERVICE_CIDR,
-        ])
-        .args(["--ingress", "127.0.0.1:0", "--debug-listen", "127.0.0.1:0"])
-        .arg("--run-dir")
-        .arg(&run_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("trellis up starts");
-    let mut mesh = Mesh {
-        name: name.clone(),
-        run_dir,
-        up,
-    };
-    let stdout = mesh.up.stdout.take().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            if line.starts_with("trellis up: ready in") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("trellis up says it is ready");
-    eprintln!(
-        "the mesh started in {:.2} s (process start to ready)",
-        started.elapsed().as_secs_f64()
+    let mut mesh = start(
+        &name,
+        &files,
+        dir.join("run"),
+        &["--pod-cidr", POD_CIDR, "--service-cidr", SERVICE_CIDR],
     );
     let status = mesh.status().expect("trellis status -o json");
     let pods = status["pods"].as_array().unwrap();
@@ -519,4 +544,135 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
     assert!(!mesh.run_dir.join("state.json").exists());
     drop(mesh);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_capture_the_mesh_runs_on_loopback_with_the_same_routing_and_policies() {
+    can_run();
+    let dir = std::env::temp_dir().join(format!("trellis-loopback-mesh-{}", std::process::id()));
+    let files = demo_files(&dir);
+    let name = format!("l{}", std::process::id() % 100_000_000);
+    let mut mesh = start(
+        &name,
+        &files,
+        dir.join("run"),
+        &[
+            "--loopback",
+            "--pod-cidr",
+            "127.3.0.0/16",
+            "--service-cidr",
+            "10.253.0.0/24",
+        ],
+    );
+    let status = mesh.status().expect("trellis status -o json");
+    assert_eq!(status["mode"], "loopback", "{status:#}");
+    let pods = status["pods"].as_array().unwrap().clone();
+    assert_eq!(pods.len(), 8, "{status:#}");
+    for pod in &pods {
+        assert_eq!(pod["phase"], "running", "{pod:#}");
+        assert!(
+            pod["address"].as_str().unwrap().starts_with("127.3."),
+            "{pod:#}"
+        );
+    }
+    let ingress: SocketAddr = status["ingress"].as_str().unwrap().parse().unwrap();
+
+    // The page, its calls made through each application's sidecar (HTTP_PROXY).
+    let (code, body) = get(ingress, "/productpage", None).expect("productpage answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("Book Details") && reviews_version(&body).is_some(),
+        "{body}"
+    );
+    let called = mesh.exec(
+        "productpage-v1",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://details:9080/details/0",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&called.stdout),
+        "200",
+        "curl through HTTP_PROXY"
+    );
+
+    // The same routing: jason to v2, everyone else to v1 (before the rule, reviews
+    // answers round robin, so one v2 proves nothing: ten in a row do).
+    mesh.apply(&traffic("reviews-jason-v2.yaml"));
+    let jason = Some("user=jason");
+    let mut in_a_row = 0;
+    eventually("jason's route to v2", Duration::from_secs(30), || {
+        let version = get(ingress, "/productpage", jason).and_then(|(_, b)| reviews_version(&b));
+        in_a_row = if version.as_deref() == Some("v2") {
+            in_a_row + 1
+        } else {
+            0
+        };
+        in_a_row >= 10
+    });
+    for _ in 0..20 {
+        let version =
+            |cookie| get(ingress, "/productpage", cookie).and_then(|(_, b)| reviews_version(&b));
+        assert_eq!(version(jason).as_deref(), Some("v2"));
+        assert_eq!(version(None).as_deref(), Some("v1"));
+    }
+
+    // The same policies: a plaintext client reaches details' sidecar until STRICT holds.
+    let details: SocketAddr = format!(
+        "{}:9080",
+        pods.iter().find(|p| p["workload"] == "details-v1").unwrap()["address"]
+            .as_str()
+            .unwrap()
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(
+        get(details, "/details/0", None).map(|(c, _)| c),
+        Some(200),
+        "PERMISSIVE"
+    );
+    mesh.apply(&dir.join("strict.yaml"));
+    eventually("STRICT refusing plaintext", Duration::from_secs(30), || {
+        get(details, "/details/0", None).is_none()
+    });
+    let (code, body) = get(ingress, "/productpage", None).unwrap();
+    assert_eq!(code, 200, "sidecars still talk: {body}");
+    assert!(
+        body.contains("Book Details") && reviews_version(&body).is_some(),
+        "{body}"
+    );
+
+    // Down: no process left.
+    let recorded: Vec<u64> = pods_processes(&mesh);
+    assert_eq!(recorded.len(), 14, "{recorded:?}");
+    let up_pid = u64::from(mesh.up.id());
+    let said = mesh.down();
+    assert!(said.contains("is down"), "{said}");
+    for pid in recorded.iter().chain([&up_pid]) {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} left"
+        );
+    }
+    assert!(!mesh.run_dir.join("state.json").exists());
+    drop(mesh);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pids `trellis status -o json` records for the pods' processes.
+fn pods_processes(mesh: &Mesh) -> Vec<u64> {
+    let status = mesh.status().expect("trellis status -o json");
+    status["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["processes"].as_array().unwrap().clone())
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect()
 }

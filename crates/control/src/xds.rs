@@ -148,7 +148,13 @@ impl Session {
         mut requests: Streaming<DeltaDiscoveryRequest>,
     ) {
         let mut mesh: watch::Receiver<Arc<Mesh>> = self.plane.mesh.clone();
-        mesh.borrow_and_update();
+        // The session was configured from the mesh as it was when the proxy connected; one
+        // that changed since is marked seen here, so it is put in force now or never.
+        let current = mesh.borrow_and_update().clone();
+        if current.version != self.config.mesh_version && self.remesh(&current).await.is_err() {
+            self.plane.disconnected(self.key);
+            return;
+        }
         let mut next = Some(first);
         loop {
             if let Some(request) = next.take()

@@ -15,9 +15,10 @@ struct Args {
     /// The reviews version: v1 (no ratings), v2 (black stars) or v3 (red stars).
     #[arg(long, env = "TRELLIS_DEMO_VERSION", default_value = "v1")]
     version: String,
-    /// Where to listen.
-    #[arg(long, env = "TRELLIS_DEMO_LISTEN", default_value = "0.0.0.0:9080")]
-    listen: std::net::SocketAddr,
+    /// Where to listen (default: port 9080 on TRELLIS_LISTEN_IP, the address the local mesh
+    /// gives an application on loopback, else on every address).
+    #[arg(long, env = "TRELLIS_DEMO_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
     /// The details service (productpage calls it).
     #[arg(long, env = "DETAILS_URL", default_value = "http://details:9080")]
     details: String,
@@ -53,9 +54,21 @@ async fn main() -> anyhow::Result<()> {
             "--role {other:?}: the roles are productpage, details, reviews and ratings"
         ),
     };
-    let listener = TcpListener::bind(args.listen)
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => {
+            let ip = match std::env::var("TRELLIS_LISTEN_IP") {
+                Ok(ip) => ip
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("TRELLIS_LISTEN_IP {ip:?}: {e}"))?,
+                Err(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            };
+            std::net::SocketAddr::new(ip, 9080)
+        }
+    };
+    let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(role = %args.role, address = %listener.local_addr()?, "listening");
     let options = Options {
         role,
@@ -63,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
             details: args.details,
             reviews: args.reviews,
             ratings: args.ratings,
+            via: ["HTTP_PROXY", "http_proxy"]
+                .into_iter()
+                .find_map(|name| std::env::var(name).ok())
+                .filter(|via| !via.is_empty()),
         },
         pod: std::env::var("HOSTNAME")
             .unwrap_or_else(|_| format!("{}-{}", args.role, args.version)),

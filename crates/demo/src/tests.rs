@@ -230,3 +230,54 @@ async fn every_role_answers_health_and_refuses_unknown_paths() {
     let value: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(value["author"], "William Shakespeare");
 }
+
+#[tokio::test]
+async fn calls_go_through_a_proxy_with_the_service_named_in_host() {
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let noted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let handler = service_fn(move |request: Request<Incoming>| {
+                    let host = request.headers()[http::header::HOST].to_str().unwrap();
+                    noted
+                        .lock()
+                        .unwrap()
+                        .push((host.to_owned(), request.uri().to_string()));
+                    let body = pages::reviews("0", StarColor::None, "proxied", None).to_string();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    });
+    // The default URLs name services that resolve nowhere here: only the proxy is reachable.
+    let productpage = run(
+        Role::Productpage,
+        Upstreams {
+            via: Some(proxy),
+            ..Upstreams::default()
+        },
+    )
+    .await;
+    let (status, _, body) = get(&format!("{}/productpage", url(&productpage)), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("reviews-v1"),
+        "reviews answered through the proxy: {body}"
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("details:9080".to_owned(), "/details/0".to_owned()),
+            ("reviews:9080".to_owned(), "/reviews/0".to_owned()),
+        ]
+    );
+}

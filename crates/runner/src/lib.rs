@@ -18,7 +18,7 @@ pub mod state;
 
 pub use mesh::{Options, up};
 pub use net::{Cidr, Names};
-pub use state::{Phase, State};
+pub use state::{Mode, Phase, State};
 
 /// What can go wrong running the mesh.
 #[derive(Debug, thiserror::Error)]

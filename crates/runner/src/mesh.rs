@@ -23,7 +23,7 @@ use trellis_control::registry::Workload;
 use crate::net::{self, Capture, Cidr, Names, PodNetwork};
 use crate::plan::{self, Pod, PodRole, ServiceVip};
 use crate::process;
-use crate::state::{Phase, PodState, State};
+use crate::state::{Mode, Phase, PodState, Recorded, State};
 use crate::{Error, config_dir};
 
 /// Where the control plane takes proxies' xDS streams and CSRs, on the bridge's address.
@@ -47,9 +47,12 @@ pub const PROXY_CONTAINER: &str = "istio-proxy";
 pub struct Options {
     /// Files and directories of Services, Deployments and Istio resources.
     pub sources: Vec<PathBuf>,
+    pub mode: Mode,
     pub names: Names,
     /// State, configuration and logs.
     pub run_dir: PathBuf,
+    /// The pods' addresses; the first is the control plane's (the bridge's, with namespaces).
+    /// On loopback the upper half of the range holds the applications' addresses.
     pub pod_cidr: Cidr,
     pub service_cidr: Cidr,
     /// Where the ingress gateway's port 8080 is published on the host.
@@ -73,12 +76,16 @@ pub async fn up(
     preflight(&options, progress)?;
     let plan = load(&options)?;
     let outcome = run(&options, plan, progress, shutdown).await;
-    let cleaned = tokio::task::spawn_blocking({
-        let names = options.names.clone();
-        move || net::sweep(&names)
-    })
-    .await
-    .map_err(|e| Error::Other(format!("cleanup: {e}")))?;
+    let cleaned = match options.mode {
+        Mode::Namespaces => tokio::task::spawn_blocking({
+            let names = options.names.clone();
+            move || net::sweep(&names).map(drop)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("cleanup: {e}")))?,
+        // Each pod's supervisor has stopped its processes; there is nothing else.
+        Mode::Loopback => Ok(()),
+    };
     let _ = std::fs::remove_file(State::file(&options.run_dir));
     outcome?;
     cleaned?;
@@ -86,22 +93,38 @@ pub async fn up(
     Ok(())
 }
 
-/// Root, the tools, the address ranges, and no mesh of that name running; what a crashed run
-/// left behind is removed.
+/// Root and the tools (with namespaces), the address ranges, and no mesh of that name
+/// running; what a crashed run left behind is removed.
 fn preflight(options: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
-    if !process::is_root() {
-        return Err(Error::Other(
-            "the local mesh needs root (CAP_NET_ADMIN) to create network namespaces and the \
-             iptables rules that capture pods' traffic; run it as root (sudo trellis up)"
-                .to_owned(),
-        ));
-    }
-    let missing = net::missing_tools();
-    if !missing.is_empty() {
-        return Err(Error::Other(format!(
-            "missing {}: install iproute2, iptables, util-linux and procps (apt-get install iproute2 iptables util-linux procps)",
-            missing.join(", ")
-        )));
+    match options.mode {
+        Mode::Namespaces => {
+            if !process::is_root() {
+                return Err(Error::Other(
+                    "network namespaces and the iptables rules that capture pods' traffic need \
+                     root (CAP_NET_ADMIN); run as root, or on loopback addresses without \
+                     capture (trellis up --loopback)"
+                        .to_owned(),
+                ));
+            }
+            let missing = net::missing_tools();
+            if !missing.is_empty() {
+                return Err(Error::Other(format!(
+                    "missing {}: install iproute2, iptables, util-linux and procps (apt-get install iproute2 iptables util-linux procps)",
+                    missing.join(", ")
+                )));
+            }
+        }
+        Mode::Loopback => {
+            let loopback: Cidr = "127.0.0.0/8".parse().expect("a network");
+            if !(loopback.contains(options.pod_cidr.network) && options.pod_cidr.prefix >= 8)
+                || options.pod_cidr.prefix > 24
+            {
+                return Err(Error::Other(format!(
+                    "--pod-cidr {}: on loopback the pods' range is inside 127.0.0.0/8, a /24 or larger (such as 127.1.0.0/16)",
+                    options.pod_cidr
+                )));
+            }
+        }
     }
     if options.pod_cidr.overlaps(options.service_cidr) {
         return Err(Error::Other(format!(
@@ -109,34 +132,49 @@ fn preflight(options: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(), 
             options.pod_cidr, options.service_cidr
         )));
     }
-    if let Some(state) = State::read(&options.run_dir)?
-        && state.is_live()
-    {
-        return Err(Error::Other(format!(
-            "mesh {:?} is already running (trellis up, pid {}); stop it with `trellis down`",
-            state.mesh, state.pid
-        )));
-    }
-    let left = net::sweep(&options.names)?;
-    if !left.is_empty() {
-        progress(&format!(
-            "removed what a previous run left: {} namespaces, {} links, {} processes",
-            left.namespaces.len(),
-            left.links.len(),
-            left.processes.len()
-        ));
-    }
-    for (flag, cidr) in [
-        ("--pod-cidr", options.pod_cidr),
-        ("--service-cidr", options.service_cidr),
-    ] {
-        if let Some(taken) = host_networks().into_iter().find(|n| n.overlaps(cidr)) {
+    if let Some(state) = State::read(&options.run_dir)? {
+        if state.is_live() {
             return Err(Error::Other(format!(
-                "{flag} {cidr} overlaps {taken}, a network of this machine; choose another range"
+                "mesh {:?} is already running (trellis up, pid {}); stop it with `trellis down`",
+                state.mesh, state.pid
             )));
+        }
+        let killed = state.kill_recorded();
+        if killed > 0 {
+            progress(&format!("stopped {killed} processes a previous run left"));
+        }
+    }
+    if options.mode == Mode::Namespaces {
+        let left = net::sweep(&options.names)?;
+        if !left.is_empty() {
+            progress(&format!(
+                "removed what a previous run left: {} namespaces, {} links, {} processes",
+                left.namespaces.len(),
+                left.links.len(),
+                left.processes.len()
+            ));
+        }
+        for (flag, cidr) in [
+            ("--pod-cidr", options.pod_cidr),
+            ("--service-cidr", options.service_cidr),
+        ] {
+            if let Some(taken) = host_networks().into_iter().find(|n| n.overlaps(cidr)) {
+                return Err(Error::Other(format!(
+                    "{flag} {cidr} overlaps {taken}, a network of this machine; choose another range"
+                )));
+            }
         }
     }
     Ok(())
+}
+
+/// Where a pod's application listens: inside a namespace the sidecar reaches it on loopback;
+/// on loopback, at the pod's address in the upper half of the range.
+fn app_address(mode: Mode, cidr: Cidr, pod: Ipv4Addr) -> Ipv4Addr {
+    match mode {
+        Mode::Namespaces => Ipv4Addr::LOCALHOST,
+        Mode::Loopback => Ipv4Addr::from(u32::from(pod) + (1 << (31 - u32::from(cidr.prefix)))),
+    }
 }
 
 /// The IPv4 networks this machine's interfaces are on.
@@ -192,6 +230,11 @@ struct Shared {
 }
 
 impl Shared {
+    fn set_running(&self, index: usize, processes: Vec<Recorded>) {
+        self.state.lock().expect("state lock").pods[index].processes = processes;
+        self.set_phase(index, Phase::Running);
+    }
+
     fn set_phase(&self, index: usize, phase: Phase) {
         let mut state = self.state.lock().expect("state lock");
         state.pods[index].phase = phase;
@@ -204,6 +247,7 @@ impl Shared {
 /// What every pod's start needs.
 #[derive(Debug)]
 struct Context {
+    mode: Mode,
     names: Names,
     plane: Arc<ControlPlane>,
     xds: SocketAddr,
@@ -236,7 +280,12 @@ async fn run(
     let bridge = addresses
         .next()
         .ok_or_else(|| Error::Other("--pod-cidr has no addresses".to_owned()))?;
-    let addresses: Vec<Ipv4Addr> = addresses.take(pods.len()).collect();
+    let room = match options.mode {
+        Mode::Namespaces => usize::MAX,
+        // The upper half holds the applications' addresses.
+        Mode::Loopback => (1usize << (31 - u32::from(options.pod_cidr.prefix))) - 2,
+    };
+    let addresses: Vec<Ipv4Addr> = addresses.take(pods.len().min(room)).collect();
     if addresses.len() < pods.len() {
         return Err(Error::Other(format!(
             "--pod-cidr {} has room for {} pods, not {}",
@@ -270,8 +319,10 @@ async fn run(
         .local_addr()
         .map_err(|e| Error::io("--ingress", e))?;
 
-    let (names, cidr) = (options.names.clone(), options.pod_cidr);
-    blocking(move || net::create_bridge(&names, bridge, cidr)).await?;
+    if options.mode == Mode::Namespaces {
+        let (names, cidr) = (options.names.clone(), options.pod_cidr);
+        blocking(move || net::create_bridge(&names, bridge, cidr)).await?;
+    }
 
     // The control plane, in this process: xDS and the CA on the bridge, where the pods reach
     // it; the debug API on the host only (it issues tokens).
@@ -304,6 +355,7 @@ async fn run(
 
     let state = State {
         mesh: options.names.mesh.clone(),
+        mode: options.mode,
         pid: std::process::id(),
         config_dir: config.clone(),
         logs_dir: logs.clone(),
@@ -323,6 +375,13 @@ async fn run(
                 role: pod.role,
                 labels: pod.labels.clone(),
                 address: IpAddr::V4(*address),
+                app_address: match options.mode {
+                    Mode::Namespaces => IpAddr::V4(*address),
+                    Mode::Loopback => {
+                        IpAddr::V4(app_address(options.mode, options.pod_cidr, *address))
+                    }
+                },
+                processes: Vec::new(),
                 netns: options.names.netns(&pod.namespace, &pod.name),
                 containers: containers_of(pod),
                 phase: Phase::Starting,
@@ -335,6 +394,7 @@ async fn run(
         run_dir: options.run_dir.clone(),
     };
     let context = Arc::new(Context {
+        mode: options.mode,
         names: options.names.clone(),
         plane: plane.clone(),
         xds,
@@ -362,7 +422,7 @@ async fn run(
         let (index, pod, started) = joined.map_err(|e| Error::Other(e.to_string()))?;
         match started {
             Ok(running) => {
-                shared.set_phase(index, Phase::Running);
+                shared.set_running(index, running.recorded());
                 progress(&format!(
                     "pod {}/{} running at {}",
                     pod.namespace, pod.name, running.address
@@ -430,13 +490,21 @@ async fn settled(plane: &ControlPlane, proxies: usize) -> Result<(), String> {
         let statuses = plane.proxies();
         let behind: Vec<String> = statuses
             .iter()
-            .filter(|p| {
-                p.mesh_version != version
-                    || p.types
-                        .values()
-                        .any(|t| t.sent != t.acked || t.nacked.is_some())
+            .filter_map(|p| {
+                let mut why: Vec<String> = p
+                    .types
+                    .iter()
+                    .filter(|(_, t)| t.sent != t.acked || t.nacked.is_some())
+                    .map(|(kind, t)| {
+                        let kind = kind.rsplit(['.', '/']).next().unwrap_or(kind);
+                        format!("{kind} sent {:?} acked {:?}", t.sent, t.acked)
+                    })
+                    .collect();
+                if p.mesh_version != version {
+                    why.push(format!("at mesh version {} of {version}", p.mesh_version));
+                }
+                (!why.is_empty()).then(|| format!("{} ({})", p.id, why.join(", ")))
             })
-            .map(|p| p.id.clone())
             .collect();
         if statuses.len() >= proxies && behind.is_empty() {
             return Ok(());
@@ -473,13 +541,14 @@ async fn blocking<T: Send + 'static>(
 struct Proc {
     name: String,
     pid: u32,
+    program: PathBuf,
     /// `Some(code)` once exited (`Some(None)`: killed by a signal).
     exited: watch::Receiver<Option<Option<i32>>>,
 }
 
 impl Proc {
     /// Watches a child until it exits.
-    fn watch(name: &str, mut child: Child) -> Self {
+    fn watch(name: &str, program: &Path, mut child: Child) -> Self {
         let pid = child.id().unwrap_or(0);
         let (exit, exited) = watch::channel(None);
         tokio::spawn(async move {
@@ -489,6 +558,7 @@ impl Proc {
         Self {
             name: name.to_owned(),
             pid,
+            program: program.to_owned(),
             exited,
         }
     }
@@ -531,6 +601,17 @@ struct Running {
 }
 
 impl Running {
+    fn recorded(&self) -> Vec<Recorded> {
+        self.proxy
+            .iter()
+            .chain(&self.apps)
+            .map(|p| Recorded {
+                pid: p.pid,
+                program: p.program.clone(),
+            })
+            .collect()
+    }
+
     /// The applications first, then the sidecar (which drains what is in flight).
     async fn stop(&mut self) {
         for app in &mut self.apps {
@@ -566,7 +647,7 @@ async fn start_pod(
             exclude_outbound_ranges: pod.exclude_outbound_ranges.clone(),
         })
     });
-    {
+    if cx.mode == Mode::Namespaces {
         let (names, netns, veth) = (cx.names.clone(), netns.clone(), cx.names.veth(index));
         let (gateway, cidr) = (cx.bridge, cx.pod_cidr);
         blocking(move || {
@@ -612,6 +693,29 @@ async fn start_processes(
     running: &mut Running,
 ) -> Result<(), Error> {
     let address = running.address;
+    let app = app_address(cx.mode, cx.pod_cidr, address);
+    // Inside a namespace a program starts through `ip netns exec` (the sidecar, further,
+    // through `setpriv` as uid 1337); on loopback it starts as it is.
+    let command_for = |program: &Path, sidecar: bool| {
+        let mut command = match cx.mode {
+            Mode::Namespaces => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]);
+                if sidecar {
+                    command
+                        .arg("setpriv")
+                        .arg(format!("--reuid={}", net::PROXY_UID))
+                        .arg(format!("--regid={}", net::PROXY_UID))
+                        .args(["--clear-groups", "--"]);
+                }
+                command.arg(program);
+                command
+            }
+            Mode::Loopback => Command::new(program),
+        };
+        command.env("HOSTNAME", &pod.name);
+        command
+    };
     if pod.role != PodRole::Plain {
         let id = trellis_identity::SpiffeId::new(
             &cx.plane.trust_domain,
@@ -624,31 +728,36 @@ async fn start_processes(
             .identity
             .tokens
             .issue(&id, Duration::from_secs(30 * 24 * 3600));
-        let log = cx.log_file(pod, PROXY_CONTAINER)?;
-        let mut command = Command::new("ip");
+        let log = cx.log_of(pod, PROXY_CONTAINER);
+        let mut command = command_for(&cx.proxy, true);
         command
-            .args(["netns", "exec", netns, "setpriv"])
-            .arg(format!("--reuid={}", net::PROXY_UID))
-            .arg(format!("--regid={}", net::PROXY_UID))
-            .args(["--clear-groups", "--"])
-            .arg(&cx.proxy)
             .args(["--xds", &cx.xds.to_string()])
             .args(["--workload", &pod.name, "--namespace", &pod.namespace])
             .args(["--admin-address", &format!("{address}:{}", net::ADMIN_PORT)])
             .args(["--concurrency", "1", "--drain-timeout", PROXY_DRAIN])
             .args(["--access-log", "text", "--log-level", &cx.proxy_log_level])
             .env("TRELLIS_TOKEN", token);
-        match pod.role {
-            PodRole::Gateway => command.args(["--role", "gateway", "--listen-address", "0.0.0.0"]),
-            _ => command.args([
+        match (pod.role, cx.mode) {
+            (PodRole::Gateway, Mode::Namespaces) => {
+                command.args(["--role", "gateway", "--listen-address", "0.0.0.0"])
+            }
+            (PodRole::Gateway, Mode::Loopback) => command
+                .args(["--role", "gateway", "--listen-address"])
+                .arg(address.to_string()),
+            (_, Mode::Namespaces) => command.args([
                 "--role",
                 "sidecar",
                 "--inbound-capture",
                 &format!("0.0.0.0:{}", net::INBOUND_CAPTURE_PORT),
             ]),
+            (_, Mode::Loopback) => command
+                .args(["--role", "sidecar", "--outbound-address"])
+                .arg(format!("{address}:{}", net::OUTBOUND_CAPTURE_PORT))
+                .arg("--app-ip")
+                .arg(app.to_string()),
         };
         let child = spawn(&mut command, &log, PROXY_CONTAINER)?;
-        let mut proxy = Proc::watch(PROXY_CONTAINER, child);
+        let mut proxy = Proc::watch(PROXY_CONTAINER, &cx.proxy, child);
         let admin = SocketAddr::new(IpAddr::V4(address), net::ADMIN_PORT);
         let ready = wait_until(&mut proxy, &log, || async {
             http_status(admin, "/ready").await == Some(200)
@@ -658,8 +767,26 @@ async fn start_processes(
         ready.map_err(|e| Error::Other(format!("sidecar not ready: {e}")))?;
     }
     for container in &pod.containers {
-        let (program, args) = container
+        let mut env = container.env.clone();
+        env.push(("POD_NAME".to_owned(), pod.name.clone()));
+        env.push(("POD_NAMESPACE".to_owned(), pod.namespace.clone()));
+        if cx.mode == Mode::Loopback {
+            // Where to listen, and how to reach services: through the sidecar.
+            env.push((LISTEN_IP_ENV.to_owned(), app.to_string()));
+            if pod.role == PodRole::Sidecar {
+                let via = format!("http://{address}:{}", net::OUTBOUND_CAPTURE_PORT);
+                env.push(("HTTP_PROXY".to_owned(), via.clone()));
+                env.push(("http_proxy".to_owned(), via));
+                env.push(("NO_PROXY".to_owned(), "localhost,127.0.0.1".to_owned()));
+                env.push(("no_proxy".to_owned(), "localhost,127.0.0.1".to_owned()));
+            }
+        }
+        let command_line: Vec<String> = container
             .command
+            .iter()
+            .map(|arg| expand(arg, &env))
+            .collect();
+        let (program, args) = command_line
             .split_first()
             .ok_or_else(|| Error::Other(format!("container {} has no command", container.name)))?;
         let program = process::find_program(program, cx.bin_dir.as_deref()).ok_or_else(|| {
@@ -668,29 +795,36 @@ async fn start_processes(
                 container.name
             ))
         })?;
-        let log = cx.log_file(pod, &container.name)?;
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", netns])
-            .arg(&program)
-            .args(args)
-            .env("HOSTNAME", &pod.name)
-            .envs(container.env.iter().map(|(k, v)| (k, v)));
+        let log = cx.log_of(pod, &container.name);
+        let mut command = command_for(&program, false);
+        command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &container.working_dir {
             command.current_dir(dir);
         }
         let child = spawn(&mut command, &log, &container.name)?;
-        running.apps.push(Proc::watch(&container.name, child));
+        running
+            .apps
+            .push(Proc::watch(&container.name, &program, child));
     }
     if let Some(first) = running.apps.first_mut() {
         let pid = first.pid;
         let wanted = pod.ports.clone();
         let log = cx.log_of(pod, &first.name.clone());
+        // With namespaces the pod's own sockets are all there is; on loopback the port must be
+        // the application's, at its address.
+        let mode = cx.mode;
         wait_until(first, &log, || {
             let wanted = wanted.clone();
             async move {
-                let listening = process::listening_ports(pid);
-                wanted.iter().all(|p| listening.contains(p))
+                let listening = process::listening(pid);
+                wanted.iter().all(|port| {
+                    listening.iter().any(|at| {
+                        at.port() == *port
+                            && (mode == Mode::Namespaces
+                                || at.ip() == IpAddr::V4(app)
+                                || at.ip().is_unspecified())
+                    })
+                })
             }
         })
         .await
@@ -699,13 +833,39 @@ async fn start_processes(
     Ok(())
 }
 
+/// On loopback, the address an application is to listen on (also `$(TRELLIS_LISTEN_IP)` in
+/// its command and args).
+pub const LISTEN_IP_ENV: &str = "TRELLIS_LISTEN_IP";
+
+/// Kubernetes' expansion of `$(VAR)` in a command or argument: a variable of the container's
+/// environment is replaced by its value, an unknown one is left as written, and `$$` is `$`.
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(open) = after.strip_prefix('(')
+            && let Some(close) = open.find(')')
+            && let Some((_, value)) = env.iter().rev().find(|(k, _)| *k == open[..close])
+        {
+            out.push_str(value);
+            rest = &open[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Context {
     fn log_of(&self, pod: &Pod, container: &str) -> PathBuf {
         log_path(&self.logs, &pod.namespace, &pod.name, container)
-    }
-
-    fn log_file(&self, pod: &Pod, container: &str) -> Result<PathBuf, Error> {
-        Ok(self.log_of(pod, container))
     }
 }
 
@@ -851,5 +1011,44 @@ async fn forward(listener: TcpListener, to: SocketAddr, mut stopping: watch::Rec
             let _ = upstream.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_expand_as_kubernetes_expands_them() {
+        let env = vec![
+            ("TRELLIS_LISTEN_IP".to_owned(), "127.1.128.2".to_owned()),
+            ("PORT".to_owned(), "9080".to_owned()),
+        ];
+        assert_eq!(
+            expand("$(TRELLIS_LISTEN_IP):$(PORT)", &env),
+            "127.1.128.2:9080"
+        );
+        assert_eq!(
+            expand("$(UNKNOWN)", &env),
+            "$(UNKNOWN)",
+            "unknown: left as written"
+        );
+        assert_eq!(expand("$$(PORT)", &env), "$(PORT)", "escaped");
+        assert_eq!(expand("cost: $5 $(PORT", &env), "cost: $5 $(PORT");
+        assert_eq!(expand("plain", &env), "plain");
+    }
+
+    #[test]
+    fn on_loopback_applications_listen_in_the_upper_half_of_the_range() {
+        let cidr: Cidr = "127.1.0.0/16".parse().unwrap();
+        let pod = "127.1.0.2".parse().unwrap();
+        assert_eq!(
+            app_address(Mode::Loopback, cidr, pod),
+            "127.1.128.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            app_address(Mode::Namespaces, cidr, pod),
+            Ipv4Addr::LOCALHOST
+        );
     }
 }

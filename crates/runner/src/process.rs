@@ -36,10 +36,11 @@ pub fn signal(pid: u32, name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The TCP ports a process's network namespace has listening (`/proc/<pid>/net/tcp` shows the
-/// namespace of that process).
-pub fn listening_ports(pid: u32) -> Vec<u16> {
-    let mut ports = Vec::new();
+/// The TCP addresses a process's network namespace has listening (`/proc/<pid>/net/tcp`
+/// shows the namespace of that process); IPv6 sockets as `[::]` with their port.
+pub fn listening(pid: u32) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let mut found = Vec::new();
     for file in ["tcp", "tcp6"] {
         let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
             continue;
@@ -52,15 +53,29 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
             if state != "0A" {
                 continue; // not LISTEN
             }
-            if let Some(port) = local
-                .rsplit_once(':')
-                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
-            {
-                ports.push(port);
-            }
+            let Some((ip, port)) = local.split_once(':') else {
+                continue;
+            };
+            let Ok(port) = u16::from_str_radix(port, 16) else {
+                continue;
+            };
+            // The kernel prints an IPv4 address's four bytes as a number in the machine's order.
+            let ip = match (file, u32::from_str_radix(ip, 16)) {
+                ("tcp", Ok(raw)) => IpAddr::V4(Ipv4Addr::from(raw.to_ne_bytes())),
+                _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            found.push(SocketAddr::new(ip, port));
         }
     }
-    ports
+    found
+}
+
+/// The TCP ports a process's network namespace has listening.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    listening(pid)
+        .iter()
+        .map(std::net::SocketAddr::port)
+        .collect()
 }
 
 /// Where a program is: a path as written, else beside this executable (where `cargo build`
@@ -95,6 +110,7 @@ mod tests {
         let pid = std::process::id();
         assert!(alive(pid));
         assert!(listening_ports(pid).contains(&port));
+        assert!(listening(pid).contains(&listener.local_addr().unwrap()));
         drop(listener);
         assert!(!listening_ports(pid).contains(&port));
     }

@@ -10,6 +10,47 @@ use crate::Error;
 use crate::net::Cidr;
 use crate::plan::{PodRole, ServiceVip};
 
+/// How pods are kept apart and their traffic reaches their sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A network namespace per pod, and iptables capture (needs root).
+    Namespaces,
+    /// Loopback addresses and no capture: applications listen on their own address and reach
+    /// services through their sidecar's outbound listener, named in `HTTP_PROXY`.
+    Loopback,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Namespaces => "network namespaces with traffic capture",
+            Mode::Loopback => "loopback addresses, no capture",
+        })
+    }
+}
+
+/// A process the mesh started, to find it again after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub pid: u32,
+    pub program: PathBuf,
+}
+
+impl Recorded {
+    /// Kills the process if it is still the one recorded (its command line starts with the
+    /// program), not another that took its pid; whether it was.
+    pub fn kill(&self) -> bool {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let ours = first == self.program.as_os_str().as_encoded_bytes()
+            || cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == self.program.as_os_str().as_encoded_bytes());
+        ours && crate::process::alive(self.pid) && crate::process::signal(self.pid, "KILL")
+    }
+}
+
 /// A pod's phase, as `kubectl get pods` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "phase")]
@@ -46,7 +87,14 @@ pub struct PodState {
     pub workload: String,
     pub role: PodRole,
     pub labels: trellis_api::types::Labels,
+    /// Where other pods reach it (its sidecar, when it has one).
     pub address: IpAddr,
+    /// Where its application listens: its address with namespaces (the sidecar reaches it on
+    /// 127.0.0.1 inside), an address of its own on loopback.
+    pub app_address: IpAddr,
+    /// Its processes, once started.
+    #[serde(default)]
+    pub processes: Vec<Recorded>,
     pub netns: String,
     /// Its containers, in order.
     pub containers: Vec<String>,
@@ -59,6 +107,7 @@ pub struct PodState {
 #[serde(rename_all = "camelCase")]
 pub struct State {
     pub mesh: String,
+    pub mode: Mode,
     /// The `trellis up` process.
     pub pid: u32,
     pub config_dir: PathBuf,
@@ -101,6 +150,15 @@ impl State {
         std::fs::write(&partial, text)
             .and_then(|()| std::fs::rename(&partial, &file))
             .map_err(|e| Error::io(format!("writing {}", file.display()), e))
+    }
+
+    /// Kills the processes it records that are still running (after a crash); how many.
+    pub fn kill_recorded(&self) -> usize {
+        self.pods
+            .iter()
+            .flat_map(|p| &p.processes)
+            .filter(|p| p.kill())
+            .count()
     }
 
     /// Whether the `trellis up` that wrote it still runs.
