@@ -330,6 +330,32 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&called.stdout), "200");
+    // And by the service's virtual IP, as a client that resolved the name would.
+    let vip = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "details")
+        .and_then(|s| s["vip"].as_str())
+        .unwrap()
+        .to_owned();
+    let called = mesh.exec(
+        "productpage-v1",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{vip}:9080/details/0"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&called.stdout),
+        "200",
+        "details by its virtual IP"
+    );
     std::thread::sleep(Duration::from_millis(300));
     run("kill", &["-INT", &tcpdump.id().to_string()]);
     tcpdump.wait().unwrap();

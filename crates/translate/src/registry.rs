@@ -81,6 +81,9 @@ pub struct Service {
     /// Identities the service's endpoints may present besides their workloads' (a
     /// ServiceEntry's `subjectAltNames`).
     pub subject_alt_names: Vec<String>,
+    /// Its virtual IPs: a Kubernetes Service's cluster IPs, a ServiceEntry's `addresses`
+    /// (single addresses; ranges are not a client's destination).
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

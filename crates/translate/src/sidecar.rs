@@ -8,7 +8,8 @@
 //! lets it through (its egress `hosts`, `namespace/host` with `.`, `*` and `~`). A virtual
 //! host's domains are the names a client in the workload's namespace may use, each with
 //! `:port` (and bare too when the port is 80): `reviews.default.svc.cluster.local`,
-//! `reviews.default.svc`, `reviews.default`, and `reviews` from its own namespace. Its routes are
+//! `reviews.default.svc`, `reviews.default`, and `reviews` from its own namespace, and the
+//! service's virtual IPs (a Service's cluster IPs, a ServiceEntry's addresses). Its routes are
 //! those of the VirtualServices bound to `mesh` (no `gateways`, or `mesh` among them) whose
 //! hosts cover the service, in namespace/name order as on gateways; without any, a default
 //! route forwards to the service's cluster with the mesh's default retries. The table is
@@ -277,7 +278,8 @@ fn outbound_table(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> RouteTab
     }
 }
 
-/// The names a client in `namespace` may give the service's port.
+/// The names a client in `namespace` may give the service's port, and its virtual IPs (what
+/// the authority is when a client calls a service by address).
 fn domains(service: &Service, port: u16, namespace: &str) -> Vec<String> {
     let mut names = vec![service.host.clone()];
     if let Some(short) = service
@@ -291,6 +293,10 @@ fn domains(service: &Service, port: u16, namespace: &str) -> Vec<String> {
             names.push(short.to_owned());
         }
     }
+    names.extend(service.addresses.iter().map(|ip| match ip {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    }));
     let mut domains: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
     if port == 80 {
         domains.extend(names);

@@ -51,6 +51,18 @@ pub(super) fn add(
             ),
             mesh_external: service.spec.service_type() == ServiceType::ExternalName,
             subject_alt_names: Vec::new(),
+            addresses: service
+                .spec
+                .cluster_ip
+                .iter()
+                .chain(&service.spec.cluster_ips)
+                .filter_map(|ip| ip.parse().ok())
+                .fold(Vec::new(), |mut all, ip| {
+                    if !all.contains(&ip) {
+                        all.push(ip);
+                    }
+                    all
+                }),
         };
         registry.add(entry, format!("Service {}", service.full_name()), warnings);
     }

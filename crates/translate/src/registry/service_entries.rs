@@ -48,6 +48,11 @@ pub(super) fn add(
                 visible_to: visible_to.clone(),
                 mesh_external: spec.location() == ServiceEntryLocation::MeshExternal,
                 subject_alt_names: spec.subject_alt_names.clone(),
+                addresses: spec
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect(),
             };
             registry.add(service, source.clone(), warnings);
         }

@@ -13,7 +13,7 @@ const MESH: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: reviews, namespace: default}
-spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+spec: {selector: {app: reviews}, clusterIP: 10.96.0.10, ports: [{name: http, port: 9080}]}
 ---
 apiVersion: v1
 kind: Service
@@ -23,7 +23,7 @@ spec: {selector: {app: ratings}, ports: [{name: http, port: 9080, targetPort: 80
 apiVersion: v1
 kind: Service
 metadata: {name: details, namespace: other}
-spec: {selector: {app: details}, ports: [{name: http-web, port: 80}]}
+spec: {selector: {app: details}, clusterIP: 10.96.0.20, ports: [{name: http-web, port: 80}]}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -140,7 +140,8 @@ fn every_visible_http_port_is_a_virtual_host_with_the_names_a_client_may_use() {
             "reviews.default.svc.cluster.local:9080",
             "reviews.default.svc:9080",
             "reviews.default:9080",
-            "reviews:9080"
+            "reviews:9080",
+            "10.96.0.10:9080",
         ]
     );
     assert_eq!(
@@ -162,9 +163,11 @@ fn every_visible_http_port_is_a_virtual_host_with_the_names_a_client_may_use() {
             "details.other.svc.cluster.local:80",
             "details.other.svc:80",
             "details.other:80",
+            "10.96.0.20:80",
             "details.other.svc.cluster.local",
             "details.other.svc",
             "details.other",
+            "10.96.0.20",
         ]
     );
     // The TCP port of ratings is not routed by the HTTP listener.
