@@ -23,6 +23,7 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v sysctl >/dev/null || need+=(procps)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   scripts/apt-install.sh "${need[@]}"
 fi

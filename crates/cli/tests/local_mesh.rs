@@ -40,6 +40,32 @@ spec:
       - {name: sleep, image: sleep, command: [sleep, infinity]}
 "#;
 
+/// A service whose port is TCP (its name says so): reached through its virtual IP by the
+/// original destination, not by an HTTP authority.
+const FILES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: files}
+spec:
+  selector: {app: files}
+  ports: [{name: tcp-files, port: 8000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: files}
+spec:
+  selector: {matchLabels: {app: files}}
+  template:
+    metadata:
+      labels: {app: files}
+    spec:
+      containers:
+      - name: files
+        image: python
+        command: [python3, -m, http.server, "8000"]
+        ports: [{containerPort: 8000}]
+"#;
+
 const STRICT: &str = r#"
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -256,6 +282,7 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
     can_run();
     let dir = std::env::temp_dir().join(format!("trellis-local-mesh-{}", std::process::id()));
     let files = demo_files(&dir);
+    std::fs::write(files.join("files.yaml"), FILES).unwrap();
     let strict = dir.join("strict.yaml");
 
     // Up.
@@ -270,8 +297,8 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
     let pods = status["pods"].as_array().unwrap();
     assert_eq!(
         pods.len(),
-        8,
-        "six demo pods, the client and the gateway: {status:#}"
+        9,
+        "six demo pods, files, the client and the gateway: {status:#}"
     );
     for pod in pods {
         assert_eq!(pod["phase"], "running", "{pod:#}");
@@ -296,7 +323,8 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
     // Between pods there is only TLS: tcpdump on the bridge's ports (frames the bridge
     // forwards between pods do not pass its own interface), while pages are served.
     let capture = dir.join("bridge.pcap");
-    let filter = format!("tcp port 9080 and net {POD_CIDR} and not host {BRIDGE_IP}");
+    let filter =
+        format!("(tcp port 9080 or tcp port 8000) and net {POD_CIDR} and not host {BRIDGE_IP}");
     let mut tcpdump = Command::new("tcpdump")
         .args(["-i", "any", "--immediate-mode", "-U", "-nn", "-w"])
         .arg(&capture)
@@ -355,6 +383,29 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         String::from_utf8_lossy(&called.stdout),
         "200",
         "details by its virtual IP"
+    );
+    // A TCP service: by its original destination, over mutual TLS like the rest.
+    let called = mesh.exec(
+        "productpage-v1",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://files:8000/",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&called.stdout),
+        "200",
+        "files' TCP port"
+    );
+    let files_log = mesh.ok(&["logs", "productpage-v1", "-c", "istio-proxy"]);
+    assert!(
+        files_log.contains("outbound|8000||files.default.svc.cluster.local"),
+        "{files_log}"
     );
     std::thread::sleep(Duration::from_millis(300));
     run("kill", &["-INT", &tcpdump.id().to_string()]);
@@ -516,7 +567,7 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         .filter(|l| l.starts_with(&format!("{name}-")))
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
-    assert_eq!(before.len(), 8, "a namespace per pod");
+    assert_eq!(before.len(), 9, "a namespace per pod");
     let pids: Vec<String> = before
         .iter()
         .flat_map(|ns| {
@@ -528,9 +579,38 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         .collect();
     assert_eq!(
         pids.len(),
-        14,
-        "an application and a sidecar in each demo pod, the client alone, the gateway alone: {pids:?}"
+        16,
+        "an application and a sidecar in each demo pod and files, the client alone, the gateway alone: {pids:?}"
     );
+    // An application that exits takes its sidecar with it (drained), and its pod says so.
+    let ratings = pods.iter().find(|p| p["workload"] == "ratings-v1").unwrap();
+    let recorded = ratings["processes"].as_array().unwrap();
+    assert_eq!(
+        recorded.len(),
+        2,
+        "the sidecar, then the application: {ratings:#}"
+    );
+    let (proxy, app) = (&recorded[0]["pid"], &recorded[1]["pid"]);
+    run("kill", &["-TERM", &app.to_string()]);
+    eventually(
+        "ratings' pod to show its application exited",
+        Duration::from_secs(15),
+        || {
+            mesh.status().is_some_and(|status| {
+                status["pods"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["workload"] == "ratings-v1" && p["phase"] == "exited")
+            })
+        },
+    );
+    assert!(
+        !Path::new(&format!("/proc/{proxy}")).exists(),
+        "ratings' sidecar stopped too"
+    );
+    assert!(mesh.ok(&["status"]).contains("Exited("));
+
     let up_pid = mesh.up.id();
     let said = mesh.down();
     assert!(said.contains("is down"), "{said}");

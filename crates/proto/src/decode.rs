@@ -202,6 +202,7 @@ pub fn listener(l: wire::Listener) -> Result<config::Listener, DecodeError> {
         protocol,
         mtls,
         inbound: l.inbound,
+        captured: l.captured,
     })
 }
 

@@ -58,6 +58,7 @@ pub fn listener(l: &config::Listener) -> wire::Listener {
             config::PeerMtls::Permissive => wire::PeerMtls::Permissive,
         } as i32),
         inbound: l.inbound,
+        captured: l.captured,
     }
 }
 

@@ -355,6 +355,7 @@ fn every_field_comes_back_as_it_went() {
                 protocol: protocol.clone(),
                 mtls,
                 inbound: mtls.is_some(),
+                captured: mtls.is_none(),
             };
             let back = roundtrip(type_url::LISTENER, &encode::listener(&listener));
             assert_eq!(back, Resource::Listener(listener));
@@ -498,6 +499,7 @@ fn broken_tls_is_refused_naming_the_field() {
             },
             mtls: Some(PeerMtls::Strict),
             inbound: true,
+            captured: false,
         })
     };
     assert_eq!(

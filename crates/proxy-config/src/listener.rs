@@ -19,6 +19,11 @@ pub struct Listener {
     /// requests are reported by the destination, with the client's identity.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inbound: bool,
+    /// Not bound: it serves captured connections whose original destination is its address
+    /// (a service's virtual IP and port), handed over by the listener the capture redirected
+    /// them to (Envoy's `bind_to_port: false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub captured: bool,
 }
 
 /// What an inbound listener accepts from its peers.

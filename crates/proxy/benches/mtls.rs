@@ -199,6 +199,7 @@ fn config(to: SocketAddr, mtls: Option<PeerMtls>, tls: Option<UpstreamTls>) -> C
             },
             mtls,
             inbound: mtls.is_some(),
+            captured: false,
         }],
         routes: BTreeMap::from([(
             "routes".to_owned(),

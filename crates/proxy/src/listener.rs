@@ -374,13 +374,11 @@ async fn connection(
             None => return,
         }
     } else {
-        match snapshot
-            .config
-            .listeners
-            .iter()
-            .find(|l| l.name == listener)
-        {
-            Some(spec) => (spec, local),
+        let listeners = &snapshot.config.listeners;
+        match listeners.iter().find(|l| l.name == listener) {
+            Some(spec) => {
+                captured_outbound(listeners, spec, &stream, local).unwrap_or((spec, local))
+            }
             None => return, // the listener was removed from the configuration
         }
     };
@@ -475,17 +473,9 @@ fn captured_inbound<'a>(
     listeners: &'a [trellis_proxy_config::Listener],
     stream: &TcpStream,
 ) -> Option<(&'a trellis_proxy_config::Listener, SocketAddr)> {
-    let socket = socket2::SockRef::from(stream);
-    let original = match stream.local_addr() {
-        Ok(SocketAddr::V6(_)) => socket.original_dst_v6(),
-        _ => socket.original_dst_v4(),
-    };
-    let original = match original.map(|a| a.as_socket()) {
-        Ok(Some(original)) => original,
-        Ok(None) | Err(_) => {
-            tracing::debug!("captured connection without an original destination; closed");
-            return None;
-        }
+    let Some(original) = original_destination(stream) else {
+        tracing::debug!("captured connection without an original destination; closed");
+        return None;
     };
     let inbound = || listeners.iter().filter(|l| l.inbound);
     let found = inbound()
@@ -495,6 +485,37 @@ fn captured_inbound<'a>(
         tracing::debug!(%original, "captured inbound connection to a port the workload does not serve; closed");
     }
     found.map(|spec| (spec, original))
+}
+
+/// The captured listener a connection redirected to `spec` was headed for (its original
+/// destination is the listener's address: a service's virtual IP and TCP port), and that
+/// address; `None` when the configuration has no captured listeners, the connection was not
+/// redirected, or its destination is none of theirs (it stays with `spec`).
+fn captured_outbound<'a>(
+    listeners: &'a [trellis_proxy_config::Listener],
+    spec: &trellis_proxy_config::Listener,
+    stream: &TcpStream,
+    local: SocketAddr,
+) -> Option<(&'a trellis_proxy_config::Listener, SocketAddr)> {
+    if spec.inbound || !listeners.iter().any(|l| l.captured) {
+        return None;
+    }
+    let original = original_destination(stream).filter(|o| *o != local)?;
+    let handed = listeners
+        .iter()
+        .find(|l| l.captured && l.address == original)?;
+    Some((handed, original))
+}
+
+/// Where a connection was headed before iptables redirected it (`SO_ORIGINAL_DST`); the local
+/// address for one that was not redirected.
+fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
+    let socket = socket2::SockRef::from(stream);
+    let original = match stream.local_addr() {
+        Ok(SocketAddr::V6(_)) => socket.original_dst_v6(),
+        _ => socket.original_dst_v4(),
+    };
+    original.ok()?.as_socket()
 }
 
 /// Who an HTTP connection is with, and where its requests are routed.

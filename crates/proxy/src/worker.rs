@@ -110,11 +110,13 @@ impl Workers {
     ///
     /// Under inbound capture the inbound listeners are served by one listener at the capture
     /// address instead, which hands each connection to the inbound listener of its original
-    /// destination.
+    /// destination. Captured listeners are never bound: the listener a connection was
+    /// redirected to hands it over.
     pub fn apply(&mut self, listeners: &[Listener]) -> Vec<io::Error> {
         let capture = self.inbound_capture;
         let mut wanted: BTreeMap<&str, SocketAddr> = listeners
             .iter()
+            .filter(|l| !l.captured)
             .filter(|l| !(l.inbound && capture.is_some()))
             .map(|l| (l.name.as_str(), l.address))
             .collect();

@@ -280,14 +280,22 @@ pub fn create_pod(names: &Names, pod: &PodNetwork<'_>) -> Result<(), Error> {
     let etc = etc_dir(ns);
     std::fs::create_dir_all(&etc)
         .map_err(|e| Error::io(format!("creating {}", etc.display()), e))?;
-    let hosts = etc.join("hosts");
-    std::fs::write(&hosts, pod.hosts)
-        .map_err(|e| Error::io(format!("writing {}", hosts.display()), e))?;
+    // Names resolve from the hosts file; there is no DNS server a pod could reach, so any
+    // other lookup fails at once (rather than after the host resolver's timeouts).
+    for (file, text) in [("hosts", pod.hosts), ("resolv.conf", RESOLV_CONF)] {
+        let path = etc.join(file);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
     if let Some(rules) = pod.capture {
         run_with_input("ip", &["netns", "exec", ns, "iptables-restore"], rules)?;
     }
     Ok(())
 }
+
+/// A pod's `/etc/resolv.conf`: a server on the pod's own loopback, where nothing listens, so
+/// a name the hosts file lacks is refused at once.
+const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n";
 
 /// Where `ip netns exec` finds the files it puts over `/etc` inside a namespace.
 fn etc_dir(netns: &str) -> PathBuf {

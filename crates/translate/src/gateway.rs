@@ -102,6 +102,7 @@ pub(crate) fn translate(
             protocol,
             mtls: None,
             inbound: false,
+            captured: false,
         });
     }
     config.clusters = clusters::build(&cx, &mut out);

@@ -28,9 +28,13 @@
 //! the mesh's services unless a DestinationRule sets `tls`, verifying identities in the options'
 //! trust domain.
 //!
+//! **Captured TCP.** Each virtual IP and non-HTTP port of a reachable service is a captured
+//! listener (`<ip>_<port>`, bound nowhere): a connection redirected to the outbound listener
+//! whose original destination it is goes as TCP to the service's cluster. TCP routes of
+//! VirtualServices (`tcp:`) do not apply to them yet.
+//!
 //! Not used yet, and reported: a Sidecar's `ingress`, egress `port`, `bind` and
-//! `captureMode`, `outboundTrafficPolicy` and `inboundConnectionPool`; TCP services outbound
-//! (they need capture, which comes with the local runner).
+//! `captureMode`, `outboundTrafficPolicy` and `inboundConnectionPool`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -125,7 +129,11 @@ pub(crate) fn outbound(
         },
         mtls: None,
         inbound: false,
+        captured: false,
     });
+    config
+        .listeners
+        .extend(captured_tcp(&cx, &egress, &mut out));
     config.clusters = clusters::build(&cx, &mut out);
     Translation {
         config,
@@ -278,6 +286,49 @@ fn outbound_table(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> RouteTab
     }
 }
 
+/// A captured listener per virtual IP and non-HTTP port of each service the workload may
+/// reach: a connection the pod's capture redirected to the outbound listener, whose original
+/// destination is that address, goes to the service's cluster as TCP (Istio's outbound
+/// listener per port, reached through `virtualOutbound`).
+fn captured_tcp(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> Vec<Listener> {
+    let mut listeners = Vec::new();
+    let services = cx
+        .registry
+        .services()
+        .filter(|s| s.visible_from(cx.namespace) && egress.allows(s) && !s.host.contains('*'));
+    for service in services {
+        for port in &service.ports {
+            if port.protocol.is_none_or(|p| p.is_http()) {
+                continue;
+            }
+            let key = ClusterKey {
+                host: service.host.clone(),
+                port: port.number,
+                subset: None,
+            };
+            let cluster = key.name();
+            out.clusters.insert(key);
+            for address in &service.addresses {
+                let address = SocketAddr::new(*address, port.number);
+                listeners.push(Listener {
+                    name: match address {
+                        SocketAddr::V4(a) => format!("{}_{}", a.ip(), a.port()),
+                        SocketAddr::V6(a) => format!("[{}]_{}", a.ip(), a.port()),
+                    },
+                    address,
+                    protocol: ListenerProtocol::Tcp {
+                        cluster: cluster.clone(),
+                    },
+                    mtls: None,
+                    inbound: false,
+                    captured: true,
+                });
+            }
+        }
+    }
+    listeners
+}
+
 /// The names a client in `namespace` may give the service's port, and its virtual IPs (what
 /// the authority is when a client calls a service by address).
 fn domains(service: &Service, port: u16, namespace: &str) -> Vec<String> {
@@ -401,6 +452,7 @@ pub(crate) fn inbound(
             protocol,
             mtls: peers.listener(target),
             inbound: true,
+            captured: false,
         });
         config.clusters.insert(
             cluster.clone(),

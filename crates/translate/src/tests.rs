@@ -59,6 +59,7 @@ fn bookinfo_gateway() {
             },
             mtls: None,
             inbound: false,
+            captured: false,
         }]
     );
 

@@ -165,6 +165,7 @@ pub fn listener_config(
             protocol,
             mtls: None,
             inbound: false,
+            captured: false,
         }],
         routes: BTreeMap::from([(
             "routes".to_owned(),

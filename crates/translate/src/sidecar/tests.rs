@@ -131,6 +131,7 @@ fn every_visible_http_port_is_a_virtual_host_with_the_names_a_client_may_use() {
             },
             mtls: None,
             inbound: false,
+            captured: false,
         }]
     );
     let reviews = host(&t, "reviews.default.svc.cluster.local:9080");
@@ -365,5 +366,35 @@ fn outbound_clusters_take_automatic_mutual_tls_in_the_trust_domain() {
             automatic: true,
             sni: Some("outbound_.9080_._.reviews.default.svc.cluster.local".into()),
         })
+    );
+}
+
+#[test]
+fn tcp_ports_of_services_with_virtual_ips_are_captured_listeners() {
+    let mesh = MESH.replace(
+        "metadata: {name: ratings, namespace: default}\nspec: {selector: {app: ratings},",
+        "metadata: {name: ratings, namespace: default}\nspec: {selector: {app: ratings}, clusterIP: 10.96.0.30,",
+    );
+    assert_ne!(mesh, MESH, "the fixture names ratings as expected");
+    let t = sidecar(&mesh, &options("productpage", None));
+    let captured: Vec<&Listener> = t.config.listeners.iter().filter(|l| l.captured).collect();
+    assert_eq!(
+        captured,
+        [&Listener {
+            name: "10.96.0.30_5432".into(),
+            address: "10.96.0.30:5432".parse().unwrap(),
+            protocol: ListenerProtocol::Tcp {
+                cluster: "outbound|5432||ratings.default.svc.cluster.local".into(),
+            },
+            mtls: None,
+            inbound: false,
+            captured: true,
+        }],
+        "only the TCP port; the HTTP port is routed by authority"
+    );
+    assert!(
+        t.config
+            .clusters
+            .contains_key("outbound|5432||ratings.default.svc.cluster.local")
     );
 }
