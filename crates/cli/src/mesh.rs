@@ -371,26 +371,21 @@ pub(crate) struct ApplyArgs {
 
 /// Reads the files whole; a single error refuses them all (nothing changes).
 fn read_istio(files: &[PathBuf], verb: &str) -> anyhow::Result<Vec<trellis_api::Resource>> {
-    let (loads, unreadable) =
-        trellis_api::fs::load_paths(files, &trellis_api::load::LoadOptions::default());
-    let mut errors: Vec<String> = unreadable
-        .iter()
-        .map(|u| format!("{}: {}", u.path.display(), u.error))
-        .collect();
+    let (mut errors, loaded) = match config_dir::read(files) {
+        Ok(loaded) => (Vec::new(), loaded),
+        Err(errors) => (errors, Vec::new()),
+    };
     let mut resources = Vec::new();
-    for load in loads {
-        errors.extend(load.errors());
-        for loaded in load.loaded {
-            if loaded.resource.kind().is_istio() {
-                resources.push(loaded.resource);
-            } else {
-                errors.push(format!(
-                    "{}: {} {}: `trellis {verb}` changes Istio configuration; Services and Deployments are read by `trellis up`",
-                    loaded.origin.location(),
-                    loaded.resource.kind().name(),
-                    loaded.resource.display_name()
-                ));
-            }
+    for loaded in loaded {
+        if loaded.resource.kind().is_istio() {
+            resources.push(loaded.resource);
+        } else {
+            errors.push(format!(
+                "{}: {} {}: `trellis {verb}` changes Istio configuration; Services and Deployments are read by `trellis up`",
+                loaded.origin.location(),
+                loaded.resource.kind().name(),
+                loaded.resource.display_name()
+            ));
         }
     }
     if !errors.is_empty() {

@@ -130,6 +130,25 @@ impl Mesh {
             .expect("trellis exec runs")
     }
 
+    /// The status code `curl` gets inside a pod (`000`: no HTTP answer within 3 s).
+    fn curl(&self, pod: &str, url: &str) -> String {
+        let out = self.exec(
+            pod,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn down(&mut self) -> String {
         let out = self.ok(&["down"]);
         let _ = self.up.wait();
@@ -142,6 +161,16 @@ impl Drop for Mesh {
         let _ = self.trellis(&["down"]);
         let _ = self.up.kill();
         let _ = self.up.wait();
+    }
+}
+
+/// A helper process, killed if the test ends before it is stopped.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -325,15 +354,17 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
     let capture = dir.join("bridge.pcap");
     let filter =
         format!("(tcp port 9080 or tcp port 8000) and net {POD_CIDR} and not host {BRIDGE_IP}");
-    let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "any", "--immediate-mode", "-U", "-nn", "-w"])
-        .arg(&capture)
-        .arg(&filter)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump runs");
-    let mut stderr = BufReader::new(tcpdump.stderr.take().unwrap());
+    let mut tcpdump = Stopped(
+        Command::new("tcpdump")
+            .args(["-i", "any", "--immediate-mode", "-U", "-nn", "-w"])
+            .arg(&capture)
+            .arg(&filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump runs"),
+    );
+    let mut stderr = BufReader::new(tcpdump.0.stderr.take().unwrap());
     let mut said = String::new();
     while !said.contains("listening on") {
         let before = said.len();
@@ -345,19 +376,8 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         assert_eq!(code, 200);
     }
     // A new connection too, from an application's own call (captured by its pod's rules).
-    let called = mesh.exec(
-        "productpage-v1",
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://details:9080/details/0",
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&called.stdout), "200");
+    let called = mesh.curl("productpage-v1", "http://details:9080/details/0");
+    assert_eq!(called, "200");
     // And by the service's virtual IP, as a client that resolved the name would.
     let vip = status["services"]
         .as_array()
@@ -367,49 +387,19 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
         .and_then(|s| s["vip"].as_str())
         .unwrap()
         .to_owned();
-    let called = mesh.exec(
-        "productpage-v1",
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{vip}:9080/details/0"),
-        ],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&called.stdout),
-        "200",
-        "details by its virtual IP"
-    );
+    let called = mesh.curl("productpage-v1", &format!("http://{vip}:9080/details/0"));
+    assert_eq!(called, "200", "details by its virtual IP");
     // A TCP service: by its original destination, over mutual TLS like the rest.
-    let called = mesh.exec(
-        "productpage-v1",
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://files:8000/",
-        ],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&called.stdout),
-        "200",
-        "files' TCP port"
-    );
+    let called = mesh.curl("productpage-v1", "http://files:8000/");
+    assert_eq!(called, "200", "files' TCP port");
     let files_log = mesh.ok(&["logs", "productpage-v1", "-c", "istio-proxy"]);
     assert!(
         files_log.contains("outbound|8000||files.default.svc.cluster.local"),
         "{files_log}"
     );
     std::thread::sleep(Duration::from_millis(300));
-    run("kill", &["-INT", &tcpdump.id().to_string()]);
-    tcpdump.wait().unwrap();
+    run("kill", &["-INT", &tcpdump.0.id().to_string()]);
+    tcpdump.0.wait().unwrap();
     stderr.read_to_string(&mut said).unwrap();
     eprintln!("{said}");
     let read = |extra: &str| -> usize {
@@ -516,23 +506,7 @@ fn the_demo_mesh_routes_secures_and_cleans_up() {
 
     // STRICT: a pod without a sidecar reaches details in plaintext until the policy holds.
     let details = format!("http://{}:9080/details/0", address_of("details-v1"));
-    let from_client = || {
-        let out = mesh.exec(
-            "client",
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &details,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let from_client = || mesh.curl("client", &details);
     assert_eq!(
         from_client(),
         "200",
@@ -690,23 +664,8 @@ fn without_capture_the_mesh_runs_on_loopback_with_the_same_routing_and_policies(
         body.contains("Book Details") && reviews_version(&body).is_some(),
         "{body}"
     );
-    let called = mesh.exec(
-        "productpage-v1",
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://details:9080/details/0",
-        ],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&called.stdout),
-        "200",
-        "curl through HTTP_PROXY"
-    );
+    let called = mesh.curl("productpage-v1", "http://details:9080/details/0");
+    assert_eq!(called, "200", "curl through HTTP_PROXY");
 
     // The same routing: jason to v2, everyone else to v1 (before the rule, reviews
     // answers round robin, so one v2 proves nothing: ten in a row do).

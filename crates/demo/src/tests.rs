@@ -58,6 +58,33 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Str
     )
 }
 
+/// A service answering every request with reviews v1's JSON, noting what `note` takes of each
+/// request; its base URL, and what it noted.
+async fn noting<T: Send + 'static>(
+    note: fn(&Request<Incoming>) -> T,
+) -> (String, Arc<Mutex<Vec<T>>>) {
+    let seen: Arc<Mutex<Vec<T>>> = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let noted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let handler = service_fn(move |request: Request<Incoming>| {
+                    noted.lock().unwrap().push(note(&request));
+                    let body = pages::reviews("0", StarColor::None, "noting", None).to_string();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    });
+    (base, seen)
+}
+
 /// details, ratings, reviews of `color` and productpage in front of them; productpage's URL.
 async fn bookinfo(color: StarColor, ratings_up: bool) -> (String, Vec<Running>) {
     let details = run(Role::Details, Upstreams::default()).await;
@@ -146,25 +173,7 @@ async fn failures_show_as_bookinfo_shows_them() {
 #[tokio::test]
 async fn tracing_headers_and_the_user_travel_on() {
     // A reviews service that notes the headers it got.
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let reviews = format!("http://{}", listener.local_addr().unwrap());
-    let noted = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let noted = noted.clone();
-            tokio::spawn(async move {
-                let handler = service_fn(move |request: Request<Incoming>| {
-                    noted.lock().unwrap().push(request.headers().clone());
-                    let body = pages::reviews("0", StarColor::None, "capture", None).to_string();
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .await;
-            });
-        }
-    });
+    let (reviews, seen) = noting(|request| request.headers().clone()).await;
     let details = run(Role::Details, Upstreams::default()).await;
     let productpage = run(
         Role::Productpage,
@@ -233,29 +242,11 @@ async fn every_role_answers_health_and_refuses_unknown_paths() {
 
 #[tokio::test]
 async fn calls_go_through_a_proxy_with_the_service_named_in_host() {
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = format!("http://{}", listener.local_addr().unwrap());
-    let noted = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let noted = noted.clone();
-            tokio::spawn(async move {
-                let handler = service_fn(move |request: Request<Incoming>| {
-                    let host = request.headers()[http::header::HOST].to_str().unwrap();
-                    noted
-                        .lock()
-                        .unwrap()
-                        .push((host.to_owned(), request.uri().to_string()));
-                    let body = pages::reviews("0", StarColor::None, "proxied", None).to_string();
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .await;
-            });
-        }
-    });
+    let (proxy, seen) = noting(|request| {
+        let host = request.headers()[http::header::HOST].to_str().unwrap();
+        (host.to_owned(), request.uri().to_string())
+    })
+    .await;
     // The default URLs name services that resolve nowhere here: only the proxy is reachable.
     let productpage = run(
         Role::Productpage,

@@ -204,21 +204,8 @@ fn host_networks() -> Vec<Cidr> {
 
 /// Reads the sources and plans the mesh; every problem is reported, with its file and field.
 fn load(options: &Options) -> Result<plan::Plan, Error> {
-    let (loads, unreadable) =
-        trellis_api::fs::load_paths(&options.sources, &trellis_api::load::LoadOptions::default());
-    let mut errors: Vec<String> = unreadable
-        .iter()
-        .map(|u| format!("{}: {}", u.path.display(), u.error))
-        .collect();
-    let mut resources = Vec::new();
-    for load in loads {
-        errors.extend(load.errors());
-        resources.extend(load.loaded.into_iter().map(|l| l.resource));
-    }
-    if !errors.is_empty() {
-        return Err(Error::Config(errors));
-    }
-    let resources = trellis_api::latest_definitions(resources);
+    let loaded = config_dir::read(&options.sources).map_err(Error::Config)?;
+    let resources = trellis_api::latest_definitions(loaded.into_iter().map(|l| l.resource));
     plan::plan(resources, options.service_cidr).map_err(Error::Config)
 }
 

@@ -241,11 +241,7 @@ fn outbound_table(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> RouteTab
         .copied()
         .collect();
     let mut virtual_hosts = Vec::new();
-    let services = cx
-        .registry
-        .services()
-        .filter(|s| s.visible_from(cx.namespace) && egress.allows(s) && !s.host.contains('*'));
-    for service in services {
+    for service in reachable(cx, egress) {
         for port in &service.ports {
             if port.protocol.is_some_and(|p| !p.is_http()) {
                 continue;
@@ -286,17 +282,21 @@ fn outbound_table(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> RouteTab
     }
 }
 
+/// The services the workload may reach: visible to its namespace, let through by its Sidecar,
+/// and of a host a client can name (not a wildcard).
+fn reachable<'a>(cx: &'a Scope<'_>, egress: &'a Egress) -> impl Iterator<Item = &'a Service> {
+    cx.registry
+        .services()
+        .filter(|s| s.visible_from(cx.namespace) && egress.allows(s) && !s.host.contains('*'))
+}
+
 /// A captured listener per virtual IP and non-HTTP port of each service the workload may
 /// reach: a connection the pod's capture redirected to the outbound listener, whose original
 /// destination is that address, goes to the service's cluster as TCP (Istio's outbound
 /// listener per port, reached through `virtualOutbound`).
 fn captured_tcp(cx: &Scope<'_>, egress: &Egress, out: &mut Output) -> Vec<Listener> {
     let mut listeners = Vec::new();
-    let services = cx
-        .registry
-        .services()
-        .filter(|s| s.visible_from(cx.namespace) && egress.allows(s) && !s.host.contains('*'));
-    for service in services {
+    for service in reachable(cx, egress) {
         for port in &service.ports {
             if port.protocol.is_none_or(|p| p.is_http()) {
                 continue;
