@@ -15,6 +15,6 @@ if [ "$(id -u)" = 0 ] && [ ${#need[@]} -gt 0 ]; then
   scripts/apt-install.sh "${need[@]}"
 fi
 
-echo "== building trellis, trellis-proxy and trellis-demo (release; the first build takes a few minutes)"
+echo "== building trellis, trellis-proxy and trellis-demo (release; the first build takes ten minutes or more on two cores)"
 cargo build --release --locked -p trellis-cli -p trellis-proxy -p trellis-demo
 exec target/release/trellis up "$@"
