@@ -255,12 +255,7 @@ pub(crate) fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     if left.is_empty() {
         println!("mesh {:?} is down; nothing left behind", args.which.mesh);
     } else {
-        println!(
-            "removed what was left: {} namespaces, {} links, {} processes",
-            left.namespaces.len(),
-            left.links.len(),
-            left.processes.len()
-        );
+        println!("removed what was left: {left}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -533,10 +528,7 @@ pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let mut command = std::process::Command::new(program);
             command.args(rest);
             if pod.role == trellis_runner::plan::PodRole::Sidecar {
-                let via = format!("http://{}:15001", pod.address);
-                for name in ["HTTP_PROXY", "http_proxy"] {
-                    command.env(name, &via);
-                }
+                command.envs(trellis_runner::mesh::through_sidecar(pod.address));
             }
             command
                 .status()

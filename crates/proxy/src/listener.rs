@@ -368,25 +368,32 @@ async fn connection(
     drain: watch::Receiver<bool>,
 ) {
     let snapshot = proxy.config.load();
-    let (spec, local) = if listener == VIRTUAL_INBOUND {
+    // A captured connection is served by the listener of its original destination, named in
+    // the logs instead of the one that accepted it.
+    let (spec, local, handed) = if listener == VIRTUAL_INBOUND {
         match captured_inbound(&snapshot.config.listeners, &stream) {
-            Some(found) => found,
+            Some((spec, original)) => (spec, original, true),
             None => return,
         }
     } else {
-        let listeners = &snapshot.config.listeners;
-        match listeners.iter().find(|l| l.name == listener) {
-            Some(spec) => {
-                captured_outbound(listeners, spec, &stream, local).unwrap_or((spec, local))
-            }
+        match snapshot
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+        {
+            Some(spec) => match captured_outbound(&snapshot, spec, &stream, local) {
+                Some((captured, original)) => (captured, original, true),
+                None => (spec, local, false),
+            },
             None => return, // the listener was removed from the configuration
         }
     };
     let protocol = spec.protocol.clone();
     let mtls = spec.mtls;
     let inbound = spec.inbound;
-    let name = spec.name.clone();
-    let listener = name.as_str();
+    let handed = handed.then(|| spec.name.clone());
+    let listener = handed.as_deref().unwrap_or(listener);
     drop(snapshot);
     let secured = match mtls {
         None => Secured::plain(stream),
@@ -492,19 +499,16 @@ fn captured_inbound<'a>(
 /// address; `None` when the configuration has no captured listeners, the connection was not
 /// redirected, or its destination is none of theirs (it stays with `spec`).
 fn captured_outbound<'a>(
-    listeners: &'a [trellis_proxy_config::Listener],
+    snapshot: &'a crate::state::Snapshot,
     spec: &trellis_proxy_config::Listener,
     stream: &TcpStream,
     local: SocketAddr,
 ) -> Option<(&'a trellis_proxy_config::Listener, SocketAddr)> {
-    if spec.inbound || !listeners.iter().any(|l| l.captured) {
+    if spec.inbound || !snapshot.has_captured() {
         return None;
     }
     let original = original_destination(stream).filter(|o| *o != local)?;
-    let handed = listeners
-        .iter()
-        .find(|l| l.captured && l.address == original)?;
-    Some((handed, original))
+    Some((snapshot.captured(original)?, original))
 }
 
 /// Where a connection was headed before iptables redirected it (`SO_ORIGINAL_DST`); the local

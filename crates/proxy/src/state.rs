@@ -6,11 +6,13 @@
 //! routers and clusters, shared), so the reference a request takes is counted on a cache line
 //! only its worker writes.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use trellis_proxy_config::Config;
+use trellis_proxy_config::{Config, Listener};
 
 use crate::fast_map::FastMap;
 use crate::identity::Certificates;
@@ -31,6 +33,9 @@ pub struct Snapshot {
     /// Each cluster's place in `cluster_list` (in the order of `config.clusters`), by name.
     clusters: FastMap<String, ClusterId>,
     cluster_list: Vec<Arc<ClusterRuntime>>,
+    /// The captured listeners (bound nowhere), by the original destination they serve: their
+    /// place in `config.listeners`.
+    captured: BTreeMap<SocketAddr, usize>,
 }
 
 /// A cluster's place in its snapshot: what a request keeps, with the snapshot, to record its
@@ -82,6 +87,13 @@ impl Snapshot {
             clusters.insert(name.clone(), ClusterId(cluster_list.len()));
             cluster_list.push(runtime);
         }
+        let captured = config
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.captured)
+            .map(|(i, l)| (l.address, i))
+            .collect();
         Self {
             version,
             config: Arc::new(config),
@@ -89,7 +101,21 @@ impl Snapshot {
             buckets,
             clusters,
             cluster_list,
+            captured,
         }
+    }
+
+    /// Whether the configuration has captured listeners, to which redirected connections are
+    /// handed by their original destination.
+    pub fn has_captured(&self) -> bool {
+        !self.captured.is_empty()
+    }
+
+    /// The captured listener serving connections originally headed for `destination`.
+    pub fn captured(&self, destination: SocketAddr) -> Option<&Listener> {
+        self.captured
+            .get(&destination)
+            .map(|&i| &self.config.listeners[i])
     }
 
     /// The cluster named `name`, with its place in this snapshot.

@@ -147,12 +147,7 @@ fn preflight(options: &Options, progress: &(dyn Fn(&str) + Sync)) -> Result<(), 
     if options.mode == Mode::Namespaces {
         let left = net::sweep(&options.names)?;
         if !left.is_empty() {
-            progress(&format!(
-                "removed what a previous run left: {} namespaces, {} links, {} processes",
-                left.namespaces.len(),
-                left.links.len(),
-                left.processes.len()
-            ));
+            progress(&format!("removed what a previous run left: {left}"));
         }
         for (flag, cidr) in [
             ("--pod-cidr", options.pod_cidr),
@@ -362,12 +357,6 @@ async fn run(
                 role: pod.role,
                 labels: pod.labels.clone(),
                 address: IpAddr::V4(*address),
-                app_address: match options.mode {
-                    Mode::Namespaces => IpAddr::V4(*address),
-                    Mode::Loopback => {
-                        IpAddr::V4(app_address(options.mode, options.pod_cidr, *address))
-                    }
-                },
                 processes: Vec::new(),
                 netns: options.names.netns(&pod.namespace, &pod.name),
                 containers: containers_of(pod),
@@ -761,11 +750,7 @@ async fn start_processes(
             // Where to listen, and how to reach services: through the sidecar.
             env.push((LISTEN_IP_ENV.to_owned(), app.to_string()));
             if pod.role == PodRole::Sidecar {
-                let via = format!("http://{address}:{}", net::OUTBOUND_CAPTURE_PORT);
-                env.push(("HTTP_PROXY".to_owned(), via.clone()));
-                env.push(("http_proxy".to_owned(), via));
-                env.push(("NO_PROXY".to_owned(), "localhost,127.0.0.1".to_owned()));
-                env.push(("no_proxy".to_owned(), "localhost,127.0.0.1".to_owned()));
+                env.extend(through_sidecar(IpAddr::V4(address)));
             }
         }
         let command_line: Vec<String> = container
@@ -818,6 +803,19 @@ async fn start_processes(
         .map_err(|e| Error::Other(format!("application not listening on {:?}: {e}", pod.ports)))?;
     }
     Ok(())
+}
+
+/// On loopback, how a pod's processes reach services: through its sidecar's outbound
+/// listener, named in the proxy variables HTTP clients honour.
+pub fn through_sidecar(pod: IpAddr) -> Vec<(String, String)> {
+    let via = format!("http://{pod}:{}", net::OUTBOUND_CAPTURE_PORT);
+    let local = "localhost,127.0.0.1".to_owned();
+    vec![
+        ("HTTP_PROXY".to_owned(), via.clone()),
+        ("http_proxy".to_owned(), via),
+        ("NO_PROXY".to_owned(), local.clone()),
+        ("no_proxy".to_owned(), local),
+    ]
 }
 
 /// On loopback, the address an application is to listen on (also `$(TRELLIS_LISTEN_IP)` in

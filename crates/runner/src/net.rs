@@ -378,6 +378,18 @@ pub struct Leftovers {
     pub processes: Vec<u32>,
 }
 
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} namespaces, {} links, {} processes",
+            self.namespaces.len(),
+            self.links.len(),
+            self.processes.len()
+        )
+    }
+}
+
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty()

@@ -70,14 +70,6 @@ pub fn listening(pid: u32) -> Vec<std::net::SocketAddr> {
     found
 }
 
-/// The TCP ports a process's network namespace has listening.
-pub fn listening_ports(pid: u32) -> Vec<u16> {
-    listening(pid)
-        .iter()
-        .map(std::net::SocketAddr::port)
-        .collect()
-}
-
 /// Where a program is: a path as written, else beside this executable (where `cargo build`
 /// and the release archive put Trellis's binaries), else on `PATH`; `None` when nowhere.
 pub fn find_program(program: &str, beside: Option<&Path>) -> Option<PathBuf> {
@@ -109,10 +101,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let pid = std::process::id();
         assert!(alive(pid));
-        assert!(listening_ports(pid).contains(&port));
+        let ports = |pid| -> Vec<u16> { listening(pid).iter().map(|a| a.port()).collect() };
+        assert!(ports(pid).contains(&port));
         assert!(listening(pid).contains(&listener.local_addr().unwrap()));
         drop(listener);
-        assert!(!listening_ports(pid).contains(&port));
+        assert!(!ports(pid).contains(&port));
     }
 
     #[test]

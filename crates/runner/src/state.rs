@@ -38,15 +38,12 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Kills the process if it is still the one recorded (its command line starts with the
+    /// Kills the process if it is still the one recorded (its command line names the
     /// program), not another that took its pid; whether it was.
     pub fn kill(&self) -> bool {
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
-        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        let ours = first == self.program.as_os_str().as_encoded_bytes()
-            || cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == self.program.as_os_str().as_encoded_bytes());
+        let program = self.program.as_os_str().as_encoded_bytes();
+        let ours = cmdline.split(|b| *b == 0).any(|arg| arg == program);
         ours && crate::process::alive(self.pid) && crate::process::signal(self.pid, "KILL")
     }
 }
@@ -89,9 +86,6 @@ pub struct PodState {
     pub labels: trellis_api::types::Labels,
     /// Where other pods reach it (its sidecar, when it has one).
     pub address: IpAddr,
-    /// Where its application listens: its address with namespaces (the sidecar reaches it on
-    /// 127.0.0.1 inside), an address of its own on loopback.
-    pub app_address: IpAddr,
     /// Its processes, once started.
     #[serde(default)]
     pub processes: Vec<Recorded>,
