@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::load::{FileLoad, LoadOptions, load_text};
+use crate::load::{FileLoad, LoadOptions, Loaded, load_text};
 
 /// Extensions of files read from directories (a file named directly is read whatever its name).
 pub const CONFIG_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
@@ -30,6 +30,26 @@ pub fn load_paths(paths: &[PathBuf], options: &LoadOptions) -> (Vec<FileLoad>, V
         }
     }
     (loads, unreadable)
+}
+
+/// Reads every configuration file under `paths` whole: every resource, or every problem (a
+/// path that cannot be read, a syntax error, a refused document), each with its file and line.
+pub fn load_all(paths: &[PathBuf], options: &LoadOptions) -> Result<Vec<Loaded>, Vec<String>> {
+    let (files, unreadable) = load_paths(paths, options);
+    let mut problems: Vec<String> = unreadable
+        .iter()
+        .map(|u| format!("{}: cannot read: {}", u.path.display(), u.error))
+        .collect();
+    let mut loaded = Vec::new();
+    for file in files {
+        problems.extend(file.errors());
+        loaded.extend(file.loaded);
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
 }
 
 /// A file to read, or a path that could not be read and why.

@@ -366,7 +366,7 @@ pub(crate) struct ApplyArgs {
 
 /// Reads the files whole; a single error refuses them all (nothing changes).
 fn read_istio(files: &[PathBuf], verb: &str) -> anyhow::Result<Vec<trellis_api::Resource>> {
-    let (mut errors, loaded) = match config_dir::read(files) {
+    let (mut errors, loaded) = match trellis_api::fs::load_all(files, &Default::default()) {
         Ok(loaded) => (Vec::new(), loaded),
         Err(errors) => (errors, Vec::new()),
     };

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use trellis_api::LoadOptions;
-use trellis_api::fs::{load_paths, resolve_host};
+use trellis_api::fs::{load_all, resolve_host};
 use trellis_api::types::Labels;
 use trellis_proxy_config::Config;
 use trellis_translate::{GatewayOptions, Registry};
@@ -40,20 +40,8 @@ pub struct Invalid(pub Vec<String>);
 
 /// Reads, validates and translates the files.
 pub fn load(options: &Options) -> Result<Loaded, Invalid> {
-    let (files, unreadable) = load_paths(&options.paths, &LoadOptions::default());
-    let mut problems: Vec<String> = unreadable
-        .iter()
-        .map(|u| format!("{}: cannot read: {}", u.path.display(), u.error))
-        .collect();
-    let mut all = Vec::new();
-    for file in files {
-        problems.extend(file.errors());
-        all.extend(file.loaded.into_iter().map(|l| l.resource));
-    }
-    let resources = trellis_api::latest_definitions(all);
-    if !problems.is_empty() {
-        return Err(Invalid(problems));
-    }
+    let loaded = load_all(&options.paths, &LoadOptions::default()).map_err(Invalid)?;
+    let resources = trellis_api::latest_definitions(loaded.into_iter().map(|l| l.resource));
     let registry = Registry::from_resources(&resources, &resolve_host);
     let gateway = GatewayOptions {
         listen_ip: options.listen_ip,

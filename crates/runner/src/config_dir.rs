@@ -5,29 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use trellis_api::Resource;
-use trellis_api::load::{LoadOptions, Loaded};
 
 use crate::Error;
-
-/// Reads files and directories whole: every resource, or every problem (an unreadable path,
-/// a syntax error, a refused document), each with its file and line.
-pub fn read(paths: &[PathBuf]) -> Result<Vec<Loaded>, Vec<String>> {
-    let (loads, unreadable) = trellis_api::fs::load_paths(paths, &LoadOptions::default());
-    let mut errors: Vec<String> = unreadable
-        .iter()
-        .map(|u| format!("{}: {}", u.path.display(), u.error))
-        .collect();
-    let mut loaded = Vec::new();
-    for load in loads {
-        errors.extend(load.errors());
-        loaded.extend(load.loaded);
-    }
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
-    }
-}
 
 /// The file a resource is kept in.
 pub fn file_of(dir: &Path, resource: &Resource) -> PathBuf {

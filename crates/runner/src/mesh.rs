@@ -199,7 +199,8 @@ fn host_networks() -> Vec<Cidr> {
 
 /// Reads the sources and plans the mesh; every problem is reported, with its file and field.
 fn load(options: &Options) -> Result<plan::Plan, Error> {
-    let loaded = config_dir::read(&options.sources).map_err(Error::Config)?;
+    let loaded =
+        trellis_api::fs::load_all(&options.sources, &Default::default()).map_err(Error::Config)?;
     let resources = trellis_api::latest_definitions(loaded.into_iter().map(|l| l.resource));
     plan::plan(resources, options.service_cidr).map_err(Error::Config)
 }
